@@ -1,0 +1,1 @@
+"""Pure permission core: identifiers, pattern matching and the projector. No I/O."""

@@ -1,0 +1,55 @@
+"""Bootstrap: Kafka topics, Cassandra keyspace, migrations, first generation, role grants."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from adapters.cassandra import (
+    active_generation,
+    connect,
+    ensure_generation,
+    grant_least_privilege,
+    migrate,
+)
+from adapters.kafka_topics import ensure_topics
+from adapters.settings import Settings
+
+
+def bootstrap(settings: Settings) -> None:
+    """Create everything idempotently; safe to run on every start."""
+    created = asyncio.run(ensure_topics(settings))
+    print(f"kafka topics: {', '.join(created) or 'already present'}")
+    cluster, session = connect(settings, "admin", request_timeout=30.0)
+    try:
+        applied = migrate(session, settings)
+        print(f"cassandra migrations applied: {', '.join(applied) or 'none pending'}")
+        ks = settings.cassandra_keyspace
+        if active_generation(session, ks) is None:
+            ensure_generation(session, settings, 1)
+            session.execute(
+                f"INSERT INTO {ks}.generations (id, state, created_at, switched_at) "
+                "VALUES (1, 'active', toTimestamp(now()), toTimestamp(now()))"
+            )
+            session.execute(f"INSERT INTO {ks}.active_generation (singleton, id) VALUES (0, 1)")
+            print("cassandra: generation 1 created and active")
+        else:
+            for row in session.execute(f"SELECT id FROM {ks}.generations"):
+                ensure_generation(session, settings, int(row[0]))
+        grant_least_privilege(session, ks)
+        print("cassandra: processor may read and write, api may only read")
+    finally:
+        cluster.shutdown()
+
+
+def main() -> None:
+    """Entry point: python -m adapters.bootstrap."""
+    try:
+        bootstrap(Settings())
+    except Exception as exc:
+        print(f"bootstrap failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Idempotent creation of the Kafka topics permstore needs."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from adapters.settings import Settings
+
+EVENTS_TOPIC_CONFIG = {
+    # Recorded time is the broker's append time, so it never goes backwards in a partition.
+    "message.timestamp.type": "LogAppendTime",
+    "retention.ms": "-1",
+    "min.insync.replicas": "1",
+}
+DLQ_TOPIC_CONFIG = {"retention.ms": str(30 * 86_400_000)}
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the events and dead-letter topics if missing; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                settings.events_topic,
+                settings.events_partitions,
+                settings.kafka_replication_factor,
+                topic_configs=EVENTS_TOPIC_CONFIG,
+            ),
+            NewTopic(
+                settings.dlq_topic,
+                1,
+                settings.kafka_replication_factor,
+                topic_configs=DLQ_TOPIC_CONFIG,
+            ),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

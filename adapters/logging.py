@@ -1,0 +1,28 @@
+"""Structured JSON logs on stderr for every process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Send structlog and stdlib logs as JSON lines to stderr."""
+    chosen = (level or os.environ.get("PERMSTORE_LOG_LEVEL", "INFO")).upper()
+    logging.basicConfig(stream=sys.stderr, level=chosen, format="%(message)s")
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(chosen)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

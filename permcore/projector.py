@@ -1,0 +1,258 @@
+"""The pure projector: (state, event) -> view changes and state changes. No I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from permcore.state import NEVER, TenantState
+from schemas.events import (
+    AddMemberEvent,
+    DefineRoleEvent,
+    DeleteRoleEvent,
+    Event,
+    GrantEvent,
+    RemoveMemberEvent,
+    RevokeEvent,
+)
+
+REMOVED = -1
+"""Marker of a removed source in a view change (live expiries are NEVER or positive)."""
+
+
+def source_key(subject: str, permission: str) -> str:
+    """Provenance of a view row: the grant's subject and permission (pattern is the row's)."""
+    return f"{subject}|{permission}"
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """Inverse of source_key: (subject, permission)."""
+    subject, _, permission = source.partition("|")
+    return subject, permission
+
+
+def to_micros(moment: datetime | None) -> int:
+    """Epoch microseconds of an aware datetime; NEVER for None."""
+    if moment is None:
+        return NEVER
+    delta = moment - datetime.fromtimestamp(0, moment.tzinfo)
+    return max(1, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    """One source of one (principal, pattern, action) row set to an expiry, or REMOVED."""
+
+    principal: str
+    pattern: str
+    action: str
+    source: str
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One row of the projector's own persisted state; value None deletes it."""
+
+    kind: str
+    key: str
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event accepted into the log, with its position and LogAppendTime (epoch us)."""
+
+    event: Event
+    offset: int
+    recorded_at: int
+
+
+@dataclass
+class EventEffects:
+    """What applying one event changes."""
+
+    offset: int
+    views: list[ViewChange] = field(default_factory=list)
+    state: list[StateChange] = field(default_factory=list)
+
+
+@dataclass
+class BatchEffects:
+    """What applying a batch of one tenant's events changes, in log order."""
+
+    applied: list[RecordedEvent] = field(default_factory=list)
+    duplicates: list[RecordedEvent] = field(default_factory=list)
+    stale: list[RecordedEvent] = field(default_factory=list)
+    effects: list[EventEffects] = field(default_factory=list)
+
+    def view_change_count(self) -> int:
+        """Number of view cells this batch writes."""
+        return sum(len(e.views) for e in self.effects)
+
+
+GRANT_KIND = "grant"
+MEMBER_KIND = "member"
+ROLE_KIND = "role"
+EVENT_KIND = "event"
+STATE_KINDS = (GRANT_KIND, MEMBER_KIND, ROLE_KIND)
+
+
+def grant_state_key(subject: str, pattern: str, permission: str) -> str:
+    """State row key of a grant."""
+    return f"{subject}\x1f{pattern}\x1f{permission}"
+
+
+def member_state_key(group: str, member: str) -> str:
+    """State row key of a membership edge."""
+    return f"{group}\x1f{member}"
+
+
+def project_batch(
+    state: TenantState, events: Sequence[RecordedEvent], known_ids: Iterable[str]
+) -> BatchEffects:
+    """Apply a tenant's events in order to state, skipping applied offsets and repeated ids."""
+    seen = set(known_ids)
+    result = BatchEffects()
+    for recorded in events:
+        if recorded.offset <= state.applied_offset:
+            result.stale.append(recorded)
+            continue
+        state.applied_offset = recorded.offset
+        if recorded.event.event_id in seen:
+            result.duplicates.append(recorded)
+            continue
+        seen.add(recorded.event.event_id)
+        effects = apply_event(state, recorded.event, recorded.offset)
+        effects.state.append(StateChange(EVENT_KIND, recorded.event.event_id, str(recorded.offset)))
+        result.applied.append(recorded)
+        result.effects.append(effects)
+    return result
+
+
+def apply_event(state: TenantState, event: Event, offset: int) -> EventEffects:
+    """Mutate state by one event and return the view and state rows it changes."""
+    effects = EventEffects(offset=offset)
+    match event:
+        case GrantEvent():
+            _grant(state, event, effects)
+        case RevokeEvent():
+            _revoke(state, event, effects)
+        case AddMemberEvent():
+            _add_member(state, event, effects)
+        case RemoveMemberEvent():
+            _remove_member(state, event, effects)
+        case DefineRoleEvent():
+            _set_role(state, event.role, frozenset(event.actions), effects)
+        case DeleteRoleEvent():
+            _set_role(state, event.role, frozenset(), effects)
+    return effects
+
+
+def _grant(state: TenantState, event: GrantEvent, effects: EventEffects) -> None:
+    expires = to_micros(event.expires_at)
+    subject, pattern, permission = event.principal, event.resource, event.permission
+    if state.grants.get(subject, {}).get((pattern, permission)) == expires:
+        return
+    state.set_grant(subject, pattern, permission, expires)
+    effects.state.append(
+        StateChange(GRANT_KIND, grant_state_key(subject, pattern, permission), str(expires))
+    )
+    source = source_key(subject, permission)
+    actions = state.actions_of(permission)
+    for holder in state.holders_of(subject):
+        for action in actions:
+            effects.views.append(ViewChange(holder, pattern, action, source, expires))
+
+
+def _revoke(state: TenantState, event: RevokeEvent, effects: EventEffects) -> None:
+    subject, pattern, permission = event.principal, event.resource, event.permission
+    if (pattern, permission) not in state.grants.get(subject, {}):
+        return
+    state.delete_grant(subject, pattern, permission)
+    effects.state.append(
+        StateChange(GRANT_KIND, grant_state_key(subject, pattern, permission), None)
+    )
+    source = source_key(subject, permission)
+    actions = state.actions_of(permission)
+    for holder in state.holders_of(subject):
+        for action in actions:
+            effects.views.append(ViewChange(holder, pattern, action, source, REMOVED))
+
+
+def _add_member(state: TenantState, event: AddMemberEvent, effects: EventEffects) -> None:
+    group, member = event.group, event.member
+    if state.has_member(group, member):
+        return
+    affected = state.holders_of(member)
+    before = {holder: state.subjects_of(holder) for holder in affected}
+    state.add_member(group, member)
+    effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), ""))
+    reachable = state.subjects_of(member)
+    for holder, old_subjects in before.items():
+        for subject in reachable - old_subjects:
+            _emit_subject(state, holder, subject, effects, remove=False)
+
+
+def _remove_member(state: TenantState, event: RemoveMemberEvent, effects: EventEffects) -> None:
+    group, member = event.group, event.member
+    if not state.has_member(group, member):
+        return
+    affected = state.holders_of(member)
+    before = {holder: state.subjects_of(holder) for holder in affected}
+    state.remove_member(group, member)
+    effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), None))
+    for holder, old_subjects in before.items():
+        for subject in old_subjects - state.subjects_of(holder):
+            _emit_subject(state, holder, subject, effects, remove=True)
+
+
+def _emit_subject(
+    state: TenantState, holder: str, subject: str, effects: EventEffects, *, remove: bool
+) -> None:
+    """Add or remove, on holder's rows, every source that subject's grants confer."""
+    for (pattern, permission), expires in state.grants.get(subject, {}).items():
+        source = source_key(subject, permission)
+        value = REMOVED if remove else expires
+        for action in state.actions_of(permission):
+            effects.views.append(ViewChange(holder, pattern, action, source, value))
+
+
+def _set_role(
+    state: TenantState, role: str, actions: frozenset[str], effects: EventEffects
+) -> None:
+    old = state.roles.get(role, frozenset())
+    if old == actions:
+        return
+    if actions:
+        state.roles[role] = actions
+        effects.state.append(StateChange(ROLE_KIND, role, "\n".join(sorted(actions))))
+    else:
+        state.roles.pop(role, None)
+        effects.state.append(StateChange(ROLE_KIND, role, None))
+    permission = f"role:{role}"
+    added, removed = actions - old, old - actions
+    for subject, pattern in sorted(state.role_grants.get(role, ())):
+        expires = state.grants[subject][(pattern, permission)]
+        source = source_key(subject, permission)
+        for holder in state.holders_of(subject):
+            for action in added:
+                effects.views.append(ViewChange(holder, pattern, action, source, expires))
+            for action in removed:
+                effects.views.append(ViewChange(holder, pattern, action, source, REMOVED))
+
+
+def load_state(rows: Iterable[tuple[str, str, str]], applied_offset: int) -> TenantState:
+    """Rebuild a tenant's state from its persisted (kind, key, value) rows."""
+    state = TenantState(applied_offset=applied_offset)
+    for kind, key, value in rows:
+        if kind == GRANT_KIND:
+            subject, pattern, permission = key.split("\x1f")
+            state.set_grant(subject, pattern, permission, int(value))
+        elif kind == MEMBER_KIND:
+            group, member = key.split("\x1f")
+            state.add_member(group, member)
+        elif kind == ROLE_KIND:
+            state.roles[key] = frozenset(value.split("\n"))
+    return state

@@ -1,0 +1,120 @@
+"""The projector's state for one tenant: grants, memberships and roles, with graph queries."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from permcore.identifiers import role_of
+
+NEVER = 0
+"""Expiry value meaning the grant never expires (expiries are epoch microseconds)."""
+
+GrantKey = tuple[str, str]
+"""(resource pattern, permission) of a grant held by one subject."""
+
+
+@dataclass
+class TenantState:
+    """Everything the projector needs to fan one event out; all of it derived from the log."""
+
+    grants: dict[str, dict[GrantKey, int]] = field(default_factory=dict)
+    role_grants: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict)
+    groups_of: dict[str, set[str]] = field(default_factory=dict)
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    applied_offset: int = -1
+
+    def size(self) -> int:
+        """Rough count of entries held, to bound caches by memory rather than by tenants."""
+        return (
+            sum(len(g) for g in self.grants.values())
+            + sum(len(m) for m in self.members.values())
+            + sum(len(a) for a in self.roles.values())
+            + 1
+        )
+
+    def actions_of(self, permission: str) -> frozenset[str]:
+        """The actions a permission confers now: itself, or the role's current actions."""
+        role = role_of(permission)
+        if role is None:
+            return frozenset((permission,))
+        return self.roles.get(role, frozenset())
+
+    def set_grant(self, subject: str, pattern: str, permission: str, expires: int) -> None:
+        """Record a grant, replacing the expiry of an existing one."""
+        self.grants.setdefault(subject, {})[(pattern, permission)] = expires
+        role = role_of(permission)
+        if role is not None:
+            self.role_grants.setdefault(role, set()).add((subject, pattern))
+
+    def delete_grant(self, subject: str, pattern: str, permission: str) -> None:
+        """Forget a grant."""
+        held = self.grants.get(subject)
+        if held is not None:
+            held.pop((pattern, permission), None)
+            if not held:
+                del self.grants[subject]
+        role = role_of(permission)
+        if role is not None and role in self.role_grants:
+            self.role_grants[role].discard((subject, pattern))
+            if not self.role_grants[role]:
+                del self.role_grants[role]
+
+    def add_member(self, group: str, member: str) -> None:
+        """Record that member belongs to group directly."""
+        self.members.setdefault(group, set()).add(member)
+        self.groups_of.setdefault(member, set()).add(group)
+
+    def remove_member(self, group: str, member: str) -> None:
+        """Forget a direct membership."""
+        _discard(self.members, group, member)
+        _discard(self.groups_of, member, group)
+
+    def has_member(self, group: str, member: str) -> bool:
+        """True when member belongs to group directly."""
+        return member in self.members.get(group, ())
+
+    def subjects_of(self, principal: str) -> set[str]:
+        """The principal and every group it reaches through memberships (cycles harmless)."""
+        return _closure(principal, self.groups_of)
+
+    def holders_of(self, subject: str) -> set[str]:
+        """The subject and every principal that reaches it through memberships."""
+        return _closure(subject, self.members)
+
+    def group_path(self, principal: str, group: str) -> list[str]:
+        """A shortest membership chain from principal to group (both included), or []."""
+        parents: dict[str, str | None] = {principal: None}
+        queue = deque([principal])
+        while queue:
+            node = queue.popleft()
+            if node == group:
+                path = [node]
+                while (prev := parents[path[-1]]) is not None:
+                    path.append(prev)
+                return path[::-1]
+            for parent in self.groups_of.get(node, ()):
+                if parent not in parents:
+                    parents[parent] = node
+                    queue.append(parent)
+        return []
+
+
+def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+    values = index.get(key)
+    if values is not None:
+        values.discard(value)
+        if not values:
+            del index[key]
+
+
+def _closure(start: str, edges: dict[str, set[str]]) -> set[str]:
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        for nxt in edges.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen

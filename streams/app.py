@@ -1,0 +1,118 @@
+"""The faust application: one agent that decodes batches, calls the core, hands results on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+import structlog
+
+from adapters.settings import Settings
+from streams import metrics
+from streams.processor import (
+    BatchProcessor,
+    DeadLetter,
+    DeadLetterSink,
+    RawRecord,
+    handle_with_retry,
+)
+
+log = structlog.get_logger("permstore.processor")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+EXIT_ABANDONED = 75
+
+
+def to_raw(message: Any) -> RawRecord:
+    """Copy what the processor needs from a faust message."""
+    return RawRecord(
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=round(message.timestamp * 1000),
+        key=message.key,
+        value=message.value,
+    )
+
+
+def build_app(
+    settings: Settings, make_processor: Callable[[DeadLetterSink], BatchProcessor]
+) -> faust.App:
+    """Create the faust app with its projecting agent and the processor it feeds."""
+    app = faust.App(
+        settings.processor_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        stream_wait_empty=True,
+        autodiscover=False,
+    )
+    events_topic = app.topic(
+        settings.events_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+    async def send_dead_letters(letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            await app.producer.send_and_wait(
+                settings.dlq_topic,
+                letter.record.key,
+                letter.record.value,
+                partition=None,
+                timestamp=None,
+                headers=[
+                    ("permstore-reason", letter.reason.encode()),
+                    ("permstore-source-topic", settings.events_topic.encode()),
+                    ("permstore-source-partition", str(letter.record.partition).encode()),
+                    ("permstore-source-offset", str(letter.record.offset).encode()),
+                ],
+            )
+
+    processor = make_processor(send_dead_letters)
+
+    async def project(stream: Any) -> None:
+        """Apply events in batches; offsets are acked only after a batch is fully written."""
+        async for events in stream.take_events(
+            settings.processor_batch_size, within=settings.processor_batch_seconds
+        ):
+            await _apply_shielded(processor, [to_raw(event.message) for event in events])
+
+    async def report_lag() -> None:
+        """Publish consumer lag per partition."""
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    app.agent(events_topic, name="permstore.project", concurrency=1)(project)
+    app.timer(interval=5.0)(report_lag)
+    return app
+
+
+async def _apply_shielded(processor: BatchProcessor, records: list[RawRecord]) -> None:
+    """Finish the batch even if the worker is stopping; abandon it, uncommitted, if it can't."""
+    task = asyncio.ensure_future(handle_with_retry(processor, records))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_SECONDS)
+        if not done:
+            log.error("shutdown.batch_abandoned", records=len(records))
+            # Exiting now skips faust's final commit, so the batch is redelivered on restart.
+            os._exit(EXIT_ABANDONED)
+        raise

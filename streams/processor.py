@@ -1,0 +1,160 @@
+"""Turns a batch of raw Kafka records into view writes: decode, project, write, dead-letter.
+
+Framework-free: the faust agent hands records in, so the same code runs in tests and rebuilds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from cachetools import LRUCache
+from pydantic import ValidationError
+
+from permcore.projector import RecordedEvent, project_batch
+from permcore.state import TenantState
+from schemas.events import Event, parse_event
+from streams import metrics
+from streams.view_writer import ViewWriter
+
+log = structlog.get_logger("permstore.processor")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as consumed: position, LogAppendTime (ms), key and value bytes."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record refused by validation, with the reason sent along to the DLQ."""
+
+    record: RawRecord
+    reason: str
+
+
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A short reason naming each bad field and the rule it broke."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:10]:
+        field = ".".join(str(p) for p in error["loc"]) or "event"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def decode(record: RawRecord) -> Event | DeadLetter:
+    """Validate one record against the event contract and its key."""
+    if record.value is None:
+        return DeadLetter(record, "value: empty record")
+    try:
+        event = parse_event(record.value)
+    except ValidationError as exc:
+        return DeadLetter(record, describe_validation_error(exc))
+    if record.key is None or record.key != event.tenant.encode():
+        return DeadLetter(record, "key: the record key must equal the event's tenant")
+    return event
+
+
+class BatchProcessor:
+    """Applies batches of records to the views; safe to retry a batch any number of times."""
+
+    def __init__(
+        self, writer: ViewWriter, dead_letters: DeadLetterSink, cache_entries: int
+    ) -> None:
+        self._writer = writer
+        self._dead_letters = dead_letters
+        self._states: LRUCache[str, TenantState] = LRUCache(
+            maxsize=cache_entries, getsizeof=TenantState.size
+        )
+
+    async def handle(self, records: Sequence[RawRecord]) -> None:
+        """Apply one batch; raises if a write failed (the caller retries the whole batch)."""
+        started = time.perf_counter()
+        by_tenant: dict[tuple[str, int], list[RecordedEvent]] = {}
+        letters: list[DeadLetter] = []
+        for record in records:
+            decoded = decode(record)
+            if isinstance(decoded, DeadLetter):
+                letters.append(decoded)
+                continue
+            recorded = RecordedEvent(decoded, record.offset, record.timestamp_ms * 1000)
+            by_tenant.setdefault((decoded.tenant, record.partition), []).append(recorded)
+        if letters:
+            await self._dead_letters(letters)
+            metrics.DEAD_LETTERED.inc(len(letters))
+            for letter in letters:
+                log.warning(
+                    "event.dead_lettered",
+                    partition=letter.record.partition,
+                    offset=letter.record.offset,
+                    reason=letter.reason,
+                )
+        await asyncio.gather(
+            *(self._apply_tenant(t, p, events) for (t, p), events in by_tenant.items())
+        )
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _apply_tenant(self, tenant: str, partition: int, events: list[RecordedEvent]) -> None:
+        state = await self._state_for(tenant)
+        try:
+            known = await self._writer.known_event_ids(tenant, (r.event.event_id for r in events))
+            effects = project_batch(state, events, known)
+            await self._writer.write(tenant, partition, effects)
+        except BaseException:
+            # The in-memory state may be ahead of what was persisted: forget it.
+            self._states.pop(tenant, None)
+            raise
+        self._states[tenant] = state
+        metrics.EVENTS_APPLIED.inc(len(effects.applied))
+        metrics.EVENTS_DUPLICATE.inc(len(effects.duplicates))
+        metrics.VIEW_CHANGES.inc(effects.view_change_count())
+        if effects.applied:
+            last = effects.applied[-1]
+            metrics.TENANT_FRESHNESS.set(last.recorded_at / 1_000_000)
+
+    async def _state_for(self, tenant: str) -> TenantState:
+        cached = self._states.get(tenant)
+        applied = await self._writer.applied_offset(tenant)
+        if cached is not None and cached.applied_offset == applied:
+            return cached
+        # Missing, or another processor advanced this tenant since we last held it.
+        state = await self._writer.load_state(tenant)
+        metrics.STATE_LOADS.inc()
+        return state
+
+
+async def handle_with_retry(
+    processor: BatchProcessor,
+    records: Sequence[RawRecord],
+    *,
+    max_backoff: float = 5.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> int:
+    """Retry a batch with exponential backoff until it is applied; returns the attempts used.
+
+    Offsets are committed only after this returns, so a failing store holds the stream back
+    instead of losing events.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await processor.handle(records)
+            return attempt
+        except Exception as exc:
+            metrics.BATCH_RETRIES.inc()
+            delay = min(max_backoff, 0.1 * 2 ** min(attempt, 10))
+            log.warning("batch.retry", attempt=attempt, delay=delay, error=type(exc).__name__)
+            await sleep(delay)

@@ -1,0 +1,263 @@
+"""Writes projector effects into one generation of Cassandra views, idempotently.
+
+Every cell is written `USING TIMESTAMP offset + 1`: a redelivered or replayed event writes the
+same cells at the same timestamps, and an older event can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+
+from adapters.cassandra import execute
+from permcore.projector import (
+    EVENT_KIND,
+    REMOVED,
+    STATE_KINDS,
+    BatchEffects,
+    RecordedEvent,
+    StateChange,
+    ViewChange,
+    load_state,
+)
+from permcore.state import NEVER, TenantState
+from schemas.events import (
+    AddMemberEvent,
+    DefineRoleEvent,
+    DeleteRoleEvent,
+    GrantEvent,
+    RemoveMemberEvent,
+    RevokeEvent,
+    event_to_json,
+)
+
+MAX_TTL_SECONDS = 20 * 365 * 86_400
+EXPIRY_GRACE_SECONDS = 60
+
+
+def month_of(recorded_at_us: int) -> int:
+    """The yyyymm bucket of a recorded time (epoch microseconds)."""
+    moment = datetime.fromtimestamp(recorded_at_us / 1_000_000, UTC)
+    return moment.year * 100 + moment.month
+
+
+def audit_subjects(recorded: RecordedEvent) -> list[str]:
+    """Audit index keys an event is filed under: the principals and resources it names."""
+    match recorded.event:
+        case GrantEvent() | RevokeEvent() as e:
+            return [f"p:{e.principal}", f"r:{e.resource}"]
+        case AddMemberEvent() | RemoveMemberEvent() as e:
+            return [f"p:{e.group}", f"p:{e.member}"]
+        case DefineRoleEvent() | DeleteRoleEvent() as e:
+            return [f"role:{e.role}"]
+    return []
+
+
+def write_timestamp(offset: int) -> int:
+    """Cassandra write timestamp of everything an event at this offset writes."""
+    return offset + 1
+
+
+class ViewWriter:
+    """The processor's only door into Cassandra: loads state, writes views, audit and state."""
+
+    def __init__(self, session: Session, keyspace: str, generation: int, concurrency: int) -> None:
+        self._session = session
+        self._limit = asyncio.Semaphore(concurrency)
+        self._months_written: set[tuple[str, str, int]] = set()
+        g = f"{keyspace}.%s_g{generation}"
+        perms, pats, state = (
+            g % "permissions_by_principal",
+            g % "principals_by_pattern",
+            g % "projector_state",
+        )
+        prep = session.prepare
+        self._set_perm = prep(
+            f"UPDATE {perms} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
+            "WHERE tenant = ? AND principal = ? AND pattern = ? AND action = ?"
+        )
+        self._del_perm = prep(
+            f"DELETE sources[?] FROM {perms} USING TIMESTAMP ? "
+            "WHERE tenant = ? AND principal = ? AND pattern = ? AND action = ?"
+        )
+        self._set_pat = prep(
+            f"UPDATE {pats} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
+            "WHERE tenant = ? AND pattern = ? AND principal = ? AND action = ?"
+        )
+        self._del_pat = prep(
+            f"DELETE sources[?] FROM {pats} USING TIMESTAMP ? "
+            "WHERE tenant = ? AND pattern = ? AND principal = ? AND action = ?"
+        )
+        self._log = prep(
+            f"INSERT INTO {g % 'event_log'} (tenant, month, recorded_at, kafka_offset, event) "
+            "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._audit = prep(
+            f"INSERT INTO {g % 'audit_index'} (tenant, subject, month, recorded_at, kafka_offset) "
+            "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._month = prep(
+            f"INSERT INTO {g % 'months'} (tenant, subject, month) VALUES (?, ?, ?) "
+            "USING TIMESTAMP ?"
+        )
+        self._put_state = prep(
+            f"INSERT INTO {state} (tenant, kind, key, value) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._del_state = prep(
+            f"DELETE FROM {state} USING TIMESTAMP ? WHERE tenant = ? AND kind = ? AND key = ?"
+        )
+        self._set_applied = prep(
+            f"UPDATE {state} USING TIMESTAMP ? SET applied_partition = ?, applied_offset = ?, "
+            "applied_at = ? WHERE tenant = ?"
+        )
+        self._get_applied = prep(f"SELECT applied_offset FROM {state} WHERE tenant = ? LIMIT 1")
+        self._get_state = prep(
+            f"SELECT kind, key, value FROM {state} WHERE tenant = ? AND kind IN ?"
+        )
+        self._seen_ids = prep(
+            f"SELECT key FROM {state} WHERE tenant = ? AND kind = '{EVENT_KIND}' AND key IN ?"
+        )
+        self._snapshot = prep(
+            f"INSERT INTO {g % 'state_snapshots'} (tenant, kafka_offset, recorded_at, state) "
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+
+    async def applied_offset(self, tenant: str) -> int:
+        """The last offset whose effects are fully written for a tenant, or -1."""
+        rows = list(await execute(self._session, self._get_applied, (tenant,)))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else -1
+
+    async def load_state(self, tenant: str) -> TenantState:
+        """Load a tenant's projector state as of its applied offset."""
+        offset = await self.applied_offset(tenant)
+
+        def read_all() -> list[tuple[str, str, str]]:
+            bound = self._get_state.bind((tenant, list(STATE_KINDS)))
+            bound.fetch_size = 5000
+            return [(r[0], r[1], r[2]) for r in self._session.execute(bound)]
+
+        rows = await asyncio.to_thread(read_all)
+        return load_state(rows, offset)
+
+    async def known_event_ids(self, tenant: str, event_ids: Iterable[str]) -> set[str]:
+        """The subset of event ids already applied for the tenant."""
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            rows = await execute(self._session, self._seen_ids, (tenant, chunk))
+            found.update(r[0] for r in rows)
+        return found
+
+    async def write(
+        self, tenant: str, partition: int, effects: BatchEffects, now_us: int | None = None
+    ) -> int:
+        """Write a batch's views and audit rows, then its state with the applied offset.
+
+        Returns the number of statements written. State and position go last, in one
+        single-partition batch, so a crash before it replays the whole batch from the old state.
+        """
+        now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+        writes: list[Awaitable[Any]] = []
+        for event_effects in effects.effects:
+            ts = write_timestamp(event_effects.offset)
+            for change in event_effects.views:
+                writes.extend(self._view_writes(tenant, ts, change, now_us))
+        for recorded in effects.applied:
+            writes.extend(self._audit_writes(tenant, recorded))
+        await asyncio.gather(*writes)
+        last = max(
+            (r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale)), default=-1
+        )
+        if last >= 0:
+            await self._write_state(tenant, partition, effects, last, now_us)
+        return len(writes) + 1
+
+    def _view_writes(
+        self, tenant: str, ts: int, change: ViewChange, now_us: int
+    ) -> list[Awaitable[Any]]:
+        expired = change.expires not in (NEVER, REMOVED) and change.expires <= now_us
+        if change.expires == REMOVED or expired:
+            return [
+                self._run(
+                    self._del_perm,
+                    (change.source, ts, tenant, change.principal, change.pattern, change.action),
+                ),
+                self._run(
+                    self._del_pat,
+                    (change.source, ts, tenant, change.pattern, change.principal, change.action),
+                ),
+            ]
+        ttl = 0
+        if change.expires != NEVER:
+            ttl = min(
+                MAX_TTL_SECONDS, (change.expires - now_us) // 1_000_000 + EXPIRY_GRACE_SECONDS
+            )
+        head = (ts, ttl, change.source, change.expires, tenant)
+        return [
+            self._run(
+                self._set_perm,
+                (*head, change.principal, change.pattern, change.action),
+            ),
+            self._run(
+                self._set_pat,
+                (*head, change.pattern, change.principal, change.action),
+            ),
+        ]
+
+    def _audit_writes(self, tenant: str, recorded: RecordedEvent) -> list[Awaitable[Any]]:
+        ts = write_timestamp(recorded.offset)
+        month = month_of(recorded.recorded_at)
+        body = event_to_json(recorded.event).decode()
+        writes: list[Awaitable[Any]] = [
+            self._run(self._log, (tenant, month, recorded.recorded_at, recorded.offset, body, ts))
+        ]
+        for subject in ["*", *audit_subjects(recorded)]:
+            if subject != "*":
+                writes.append(
+                    self._run(
+                        self._audit,
+                        (tenant, subject, month, recorded.recorded_at, recorded.offset, ts),
+                    )
+                )
+            if (tenant, subject, month) not in self._months_written:
+                self._months_written.add((tenant, subject, month))
+                if len(self._months_written) > 100_000:
+                    self._months_written.clear()
+                writes.append(self._run(self._month, (tenant, subject, month, 1)))
+        return writes
+
+    async def _write_state(
+        self, tenant: str, partition: int, effects: BatchEffects, last: int, now_us: int
+    ) -> None:
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for event_effects in effects.effects:
+            ts = write_timestamp(event_effects.offset)
+            for change in event_effects.state:
+                self._add_state(batch, tenant, ts, change)
+        batch.add(self._set_applied, (write_timestamp(last), partition, last, now_us, tenant))
+        await execute(self._session, batch)
+
+    def _add_state(self, batch: BatchStatement, tenant: str, ts: int, change: StateChange) -> None:
+        if change.value is None:
+            batch.add(self._del_state, (ts, tenant, change.kind, change.key))
+        else:
+            batch.add(self._put_state, (tenant, change.kind, change.key, change.value, ts))
+
+    async def write_snapshot(self, tenant: str, offset: int, recorded_at: int, blob: bytes) -> None:
+        """Store a snapshot of projector state after offset, for point-in-time answers."""
+        await execute(
+            self._session,
+            self._snapshot,
+            (tenant, offset, recorded_at, blob, write_timestamp(offset)),
+        )
+
+    async def _run(self, statement: PreparedStatement, params: tuple[Any, ...]) -> Any:
+        async with self._limit:
+            return await execute(self._session, statement, params)
