@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -10,6 +11,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -28,6 +30,20 @@ def _grammar(check: Callable[[str], bool], rule: str) -> AfterValidator:
     return AfterValidator(validate)
 
 
+RFC3339_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+RFC3339_RULE = "must be an RFC 3339 time such as 2026-01-01T00:00:00Z"
+
+
+def _require_rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or RFC3339_RE.fullmatch(value) is None:
+        raise ValueError(RFC3339_RULE)
+    return value
+
+
 def _rfc3339(value: datetime) -> str:
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -41,7 +57,11 @@ ResourcePattern = Annotated[str, Field(max_length=2200), _grammar(ids.is_pattern
 Action = Annotated[str, Field(max_length=64), _grammar(ids.is_action, ids.ACTION_RULE)]
 RoleName = Annotated[str, Field(max_length=64), _grammar(ids.is_role_name, ids.ROLE_RULE)]
 Permission = Annotated[str, Field(max_length=70), _grammar(ids.is_permission, ids.PERMISSION_RULE)]
-Timestamp = Annotated[AwareDatetime, PlainSerializer(_rfc3339, return_type=str)]
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_require_rfc3339),
+    PlainSerializer(_rfc3339, return_type=str),
+]
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
 Reason = Annotated[str, Field(max_length=1024)]
 

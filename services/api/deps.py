@@ -1,0 +1,86 @@
+"""FastAPI dependencies: the wired services and the authenticated, scoped caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, Request
+
+from adapters.settings import Settings
+from services.api.errors import ApiError
+from services.api.reader import ViewReader
+from services.auth import AuthenticationError, Authenticator, Caller, Scope
+
+log = structlog.get_logger("permstore.api")
+
+
+@dataclass
+class Services:
+    """Everything a route needs, built once by the app's lifespan."""
+
+    settings: Settings
+    reader: ViewReader
+    producer: AIOKafkaProducer | None
+    authenticator: Authenticator
+
+
+def get_services(request: Request) -> Services:
+    """The wired services of this process."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def scoped(scope: Scope) -> Callable[[Request, Services], Caller]:
+    """Dependency: a caller holding scope (and, for tenant paths, access to that tenant)."""
+
+    def dependency(request: Request, services: ServicesDep) -> Caller:
+        try:
+            caller = services.authenticator.authenticate(request.headers.get("authorization"))
+        except AuthenticationError as exc:
+            log.warning("auth.refused", reason=exc.reason, path=request.url.path)
+            raise ApiError(
+                401,
+                "unauthenticated",
+                f"a valid bearer token is required ({exc.reason})",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from exc
+        request.state.subject = caller.subject
+        tenant = request.path_params.get("tenant")
+        why = caller.denial_reason(tenant, scope)
+        if why is not None:
+            deny(caller, tenant, why, request.url.path)
+        return caller
+
+    return dependency
+
+
+def deny(caller: Caller, tenant: str | None, why: str, path: str) -> None:
+    """Log and refuse a call outside the caller's tenant or scopes."""
+    log.warning(
+        "auth.forbidden",
+        subject=caller.subject,
+        token_id=caller.token_id,
+        tenant=tenant,
+        reason=why,
+        path=path,
+    )
+    raise ApiError(403, "forbidden", f"this token may not do that ({why})")
+
+
+def ensure_tenant(caller: Caller, tenant: str, path: str) -> None:
+    """Refuse a body naming a tenant outside the caller's token."""
+    if not caller.may_access(tenant):
+        deny(caller, tenant, "wrong_tenant", path)
+
+
+CheckCaller = Annotated[Caller, Depends(scoped(Scope.CHECK))]
+WriteCaller = Annotated[Caller, Depends(scoped(Scope.WRITE))]
+AuditCaller = Annotated[Caller, Depends(scoped(Scope.AUDIT))]
+AdminCaller = Annotated[Caller, Depends(scoped(Scope.ADMIN))]

@@ -1,0 +1,192 @@
+"""The API's read-only door into Cassandra: prepared statements, one round trip per check."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+from cassandra.cluster import Session
+
+from adapters.cassandra import execute
+from permcore.consistency import START, LogPoint
+from permcore.identifiers import patterns_matching
+
+PAGE_FETCH = 500
+POSITION_CACHE_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit hit: an event's recorded time (us), offset and canonical JSON."""
+
+    recorded_at: int
+    offset: int
+    event: str
+
+
+class ViewReader:
+    """Reads one generation of views; never writes (its Cassandra role cannot)."""
+
+    def __init__(self, session: Session, keyspace: str, generation: int) -> None:
+        self._session = session
+        self.generation = generation
+        # Positions only move forward, so a slightly old one is still a true lower bound.
+        self._positions: TTLCache[str, LogPoint] = TTLCache(
+            maxsize=100_000, ttl=POSITION_CACHE_SECONDS
+        )
+        g = f"{keyspace}.%s_g{generation}"
+        prep = session.prepare
+        self._check = prep(
+            f"SELECT pattern, sources FROM {g % 'permissions_by_principal'} "
+            "WHERE tenant = ? AND principal = ? AND pattern IN ? AND action = ?"
+        )
+        self._position = prep(
+            f"SELECT applied_partition, applied_offset FROM {g % 'projector_state'} "
+            "WHERE tenant = ? LIMIT 1"
+        )
+        self._perms_page = prep(
+            f"SELECT pattern, action, sources FROM {g % 'permissions_by_principal'} "
+            "WHERE tenant = ? AND principal = ? AND (pattern, action) > (?, ?) LIMIT ?"
+        )
+        self._pattern_page = prep(
+            f"SELECT principal, action, sources FROM {g % 'principals_by_pattern'} "
+            "WHERE tenant = ? AND pattern = ? AND (principal, action) > (?, ?) LIMIT ?"
+        )
+        self._months = prep(f"SELECT month FROM {g % 'months'} WHERE tenant = ? AND subject = ?")
+        self._audit_page = prep(
+            f"SELECT recorded_at, kafka_offset FROM {g % 'audit_index'} "
+            "WHERE tenant = ? AND subject = ? AND month = ? "
+            "AND (recorded_at, kafka_offset) > (?, ?) AND recorded_at <= ? LIMIT ?"
+        )
+        self._log_page = prep(
+            f"SELECT recorded_at, kafka_offset, event FROM {g % 'event_log'} "
+            "WHERE tenant = ? AND month = ? "
+            "AND (recorded_at, kafka_offset) > (?, ?) AND recorded_at <= ? LIMIT ?"
+        )
+        self._log_one = prep(
+            f"SELECT event FROM {g % 'event_log'} WHERE tenant = ? AND month = ? "
+            "AND recorded_at = ? AND kafka_offset = ?"
+        )
+
+    async def position(self, tenant: str, *, fresh: bool = False) -> LogPoint:
+        """The point of the tenant's log that the views have fully applied."""
+        if not fresh and (cached := self._positions.get(tenant)) is not None:
+            return cached
+        rows = list(await execute(self._session, self._position, (tenant,)))
+        point = START
+        if rows and rows[0][1] is not None:
+            point = LogPoint(int(rows[0][0]), int(rows[0][1]))
+        self._positions[tenant] = point
+        return point
+
+    async def wait_for(
+        self, tenant: str, wanted: LogPoint, bound_seconds: float
+    ) -> tuple[bool, LogPoint]:
+        """Wait until the views cover wanted, up to a bound; returns (reached, point)."""
+        point = await self.position(tenant)
+        deadline = time.monotonic() + bound_seconds
+        delay = 0.005
+        while not point.covers(wanted):
+            if time.monotonic() >= deadline:
+                return False, point
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.1)
+            point = await self.position(tenant, fresh=True)
+        return True, point
+
+    async def check_rows(
+        self, tenant: str, principal: str, resource: str, action: str
+    ) -> list[tuple[str, Mapping[str, int] | None]]:
+        """The (pattern, sources) rows that could allow: one single-partition read."""
+        patterns = patterns_matching(resource)
+        rows = await execute(self._session, self._check, (tenant, principal, patterns, action))
+        return [(r[0], r[1]) for r in rows]
+
+    async def permissions_page(
+        self, tenant: str, principal: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, str, Mapping[str, int] | None]]:
+        """Rows of a principal's partition after (pattern, action)."""
+        rows = await execute(
+            self._session, self._perms_page, (tenant, principal, after[0], after[1], limit)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def who_can_rows(
+        self, tenant: str, resource: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, str, str, Mapping[str, int] | None]]:
+        """(principal, action, pattern, sources) rows after a cursor, merged over every
+        pattern that matches the resource, in (principal, action) order."""
+        patterns = patterns_matching(resource)
+        pages = await asyncio.gather(
+            *(
+                execute(
+                    self._session,
+                    self._pattern_page,
+                    (tenant, pattern, after[0], after[1], limit),
+                )
+                for pattern in patterns
+            )
+        )
+        streams = [
+            [(r[0], r[1], pattern, r[2]) for r in rows]
+            for pattern, rows in zip(patterns, pages, strict=True)
+        ]
+        merged = list(heapq.merge(*streams, key=lambda row: (row[0], row[1])))
+        # Each stream was cut at `limit`; past the shortest cut the merge may miss rows.
+        cut = min(((s[-1][0], s[-1][1]) for s in streams if len(s) == limit), default=None)
+        return [row for row in merged if cut is None or (row[0], row[1]) <= cut]
+
+    async def months(self, tenant: str, subject: str) -> list[int]:
+        """Months that hold audit entries for a subject ("*" = the whole tenant)."""
+        rows = await execute(self._session, self._months, (tenant, subject))
+        return sorted(int(r[0]) for r in rows)
+
+    async def audit_page(
+        self,
+        tenant: str,
+        subjects: Iterable[str],
+        after: tuple[int, int],
+        until: int,
+        limit: int,
+        months: Iterable[int],
+    ) -> list[AuditRow]:
+        """Events naming any subject, after a cursor and up to a time, oldest first."""
+        subject_list = list(subjects)
+        found: list[AuditRow] = []
+        for month in sorted(set(months)):
+            hits: set[tuple[int, int]] = set()
+            for subject in subject_list:
+                rows = await execute(
+                    self._session,
+                    self._audit_page,
+                    (tenant, subject, month, after[0], after[1], until, limit),
+                )
+                hits.update((int(r[0]), int(r[1])) for r in rows)
+            chosen = sorted(hits)[: limit - len(found)]
+            bodies = await asyncio.gather(
+                *(execute(self._session, self._log_one, (tenant, month, t, o)) for t, o in chosen)
+            )
+            for (recorded_at, offset), body in zip(chosen, bodies, strict=True):
+                rows = list(body)
+                if rows:
+                    found.append(AuditRow(recorded_at, offset, rows[0][0]))
+            if len(found) >= limit:
+                break
+        return found
+
+    async def log_page(
+        self, tenant: str, month: int, after: tuple[int, int], until: int, limit: int
+    ) -> list[AuditRow]:
+        """A page of the tenant's event log in one month, oldest first."""
+        rows = await execute(
+            self._session, self._log_page, (tenant, month, after[0], after[1], until, limit)
+        )
+        return [AuditRow(int(r[0]), int(r[1]), r[2]) for r in rows]
+
+    async def ping(self) -> None:
+        """Raise unless Cassandra answers."""
+        await execute(self._session, "SELECT release_version FROM system.local")

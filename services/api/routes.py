@@ -1,0 +1,468 @@
+"""HTTP routes: decode, call the reader and the pure core, encode. No rules live here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import TypeAdapter, ValidationError
+
+from permcore.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
+from permcore.decisions import (
+    Reason,
+    decide_from_rows,
+    decide_from_state,
+    micros_to_rfc3339,
+    reasons_from_sources,
+)
+from permcore.identifiers import (
+    ACTION_RULE,
+    PRINCIPAL_RULE,
+    RESOURCE_RULE,
+    TENANT_RULE,
+    is_action,
+    is_member_principal,
+    is_pattern,
+    is_principal,
+    is_resource,
+    is_tenant,
+)
+from permcore.projector import to_micros
+from permcore.replay import fold_event
+from permcore.state import NEVER, TenantState
+from schemas.events import EventBatch, Timestamp, event_to_json, parse_event
+from services.api import cursors
+from services.api.deps import (
+    AuditCaller,
+    CheckCaller,
+    ServicesDep,
+    WriteCaller,
+    ensure_tenant,
+)
+from services.api.errors import ApiError
+from services.api.models import (
+    AuditCheckResponse,
+    AuditEvent,
+    AuditEventsPage,
+    BatchCheckRequest,
+    BatchCheckResponse,
+    BatchResult,
+    CheckRequest,
+    CheckResponse,
+    Consistency,
+    ErrorResponse,
+    EventsAccepted,
+    PermissionItem,
+    PermissionsPage,
+    PrincipalItem,
+    PrincipalsPage,
+    ReasonModel,
+)
+from services.api.reader import ViewReader
+
+router = APIRouter(prefix="/v1")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Malformed cursor or token"),
+        (401, "Missing, invalid or expired token"),
+        (403, "Outside the token's tenant or scopes"),
+        (413, "Body over 4 MiB"),
+        (422, "Invalid input: each field and the rule it broke"),
+        (429, "Rate limit exceeded"),
+        (503, "Store unavailable, or consistency wait exceeded"),
+    )
+}
+
+TenantPath = Annotated[str, Path(max_length=63, description="Tenant id")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (default 100)")]
+Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of a page")]
+
+
+def now_micros() -> int:
+    """Wall clock in epoch microseconds."""
+    return time.time_ns() // 1000
+
+
+def reason_models(reasons: list[Reason]) -> list[ReasonModel]:
+    """Reasons as response models."""
+    return [ReasonModel.model_validate(r.as_json()) for r in reasons]
+
+
+def invalid(field: str, rule: str) -> ApiError:
+    """A 422 naming one field and its rule."""
+    return ApiError(
+        422, "invalid_request", f"invalid input: {field}", [{"field": field, "rule": rule}]
+    )
+
+
+def require_valid(field: str, value: str, ok: bool, rule: str) -> str:
+    """Return value, or raise 422 naming the field."""
+    if not ok:
+        raise invalid(field, rule)
+    return value
+
+
+async def view_point(
+    reader: ViewReader, tenant: str, consistency: Consistency | None, bound: float
+) -> LogPoint:
+    """The point of the view a read uses, waiting (bounded) for at_least when asked."""
+    if consistency is None:
+        return await reader.position(tenant)
+    try:
+        wanted = decode_token(tenant, consistency.at_least)
+    except MalformedTokenError as exc:
+        raise ApiError(
+            400,
+            "invalid_token",
+            str(exc),
+            [{"field": "consistency.at_least", "rule": "must be a token issued by this service"}],
+        ) from exc
+    reached, point = await reader.wait_for(tenant, wanted, bound)
+    if not reached:
+        raise ApiError(
+            503,
+            "consistency_timeout",
+            f"the view has not applied the requested token within {bound:g} s; retry later",
+            {"reached": encode_token(tenant, point)},
+            headers={"Retry-After": "1"},
+        )
+    return point
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    responses=ERRORS,
+    summary="Publish events",
+)
+async def post_events(
+    request: Request, batch: EventBatch, caller: WriteCaller, services: ServicesDep
+) -> EventsAccepted:
+    """Validate 1-500 events of one tenant (all or nothing) and append them to the log."""
+    tenants = {event.tenant for event in batch.events}
+    if len(tenants) != 1:
+        raise invalid("events[].tenant", "all events of one request must name the same tenant")
+    tenant = tenants.pop()
+    ensure_tenant(caller, tenant, request.url.path)
+    if services.producer is None:
+        raise ApiError(503, "unavailable", "event ingestion is not configured on this node")
+    key = tenant.encode()
+    sends = [
+        await services.producer.send(
+            services.settings.events_topic, key=key, value=event_to_json(event)
+        )
+        for event in batch.events
+    ]
+    acknowledged = await asyncio.gather(*sends)
+    last = max(acknowledged, key=lambda meta: meta.offset)
+    token = encode_token(tenant, LogPoint(last.partition, last.offset))
+    return EventsAccepted(accepted=len(batch.events), token=token)
+
+
+@router.post("/check", response_model=CheckResponse, responses=ERRORS, summary="Check")
+async def check(
+    request: Request, body: CheckRequest, caller: CheckCaller, services: ServicesDep
+) -> CheckResponse:
+    """May principal perform action on resource? One single-partition read."""
+    ensure_tenant(caller, body.tenant, request.url.path)
+    reader = services.reader
+    point = await view_point(
+        reader, body.tenant, body.consistency, services.settings.consistency_wait_seconds
+    )
+    rows = await reader.check_rows(body.tenant, body.principal, body.resource, body.action)
+    reasons = decide_from_rows(body.principal, rows, now_micros())
+    request.state.decision = bool(reasons)
+    return CheckResponse(
+        allowed=bool(reasons),
+        token=encode_token(body.tenant, point),
+        reasons=reason_models(reasons),
+    )
+
+
+@router.post(
+    "/check/batch", response_model=BatchCheckResponse, responses=ERRORS, summary="Batch check"
+)
+async def check_batch(
+    request: Request, body: BatchCheckRequest, caller: CheckCaller, services: ServicesDep
+) -> BatchCheckResponse:
+    """Up to 1000 checks of one tenant, read concurrently, answered in request order."""
+    ensure_tenant(caller, body.tenant, request.url.path)
+    reader = services.reader
+    point = await view_point(
+        reader, body.tenant, body.consistency, services.settings.consistency_wait_seconds
+    )
+    all_rows = await asyncio.gather(
+        *(
+            reader.check_rows(body.tenant, item.principal, item.resource, item.action)
+            for item in body.checks
+        )
+    )
+    now = now_micros()
+    results = []
+    for item, rows in zip(body.checks, all_rows, strict=True):
+        reasons = decide_from_rows(item.principal, rows, now)
+        results.append(BatchResult(allowed=bool(reasons), reasons=reason_models(reasons)))
+    return BatchCheckResponse(results=results, token=encode_token(body.tenant, point))
+
+
+@router.get(
+    "/tenants/{tenant}/principals/{principal}/permissions",
+    response_model=PermissionsPage,
+    responses=ERRORS,
+    summary="List a principal's permissions",
+)
+async def list_permissions(
+    tenant: TenantPath,
+    principal: Annotated[str, Path(max_length=140)],
+    caller: CheckCaller,
+    services: ServicesDep,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> PermissionsPage:
+    """Every effective (resource pattern, action) the principal holds, with reasons."""
+    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
+    require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
+    after = cursors.decode_cursor("perm", cursor, 2) or ["", ""]
+    reader = services.reader
+    point = await reader.position(tenant)
+    now = now_micros()
+    items: list[PermissionItem] = []
+    exhausted = False
+    last_key = (str(after[0]), str(after[1]))
+    while len(items) < limit and not exhausted:
+        rows = await reader.permissions_page(tenant, principal, last_key, limit + 1)
+        exhausted = len(rows) < limit + 1
+        for pattern, action, sources in rows:
+            last_key = (pattern, action)
+            reasons = reasons_from_sources(principal, pattern, sources or {}, now)
+            if not reasons:
+                continue
+            if len(items) == limit:
+                exhausted = False
+                break
+            items.append(
+                PermissionItem(
+                    resource=pattern,
+                    action=action,
+                    reasons=reason_models(reasons),
+                    expires_at=latest_expiry(reasons),
+                )
+            )
+        else:
+            continue
+        break
+    next_cursor = None
+    if not exhausted and items:
+        next_cursor = cursors.encode_cursor("perm", [items[-1].resource, items[-1].action])
+    return PermissionsPage(
+        permissions=items, next_cursor=next_cursor, token=encode_token(tenant, point)
+    )
+
+
+def latest_expiry(reasons: list[Reason]) -> str | None:
+    """When the permission lapses: None if any path never expires, else the latest expiry."""
+    if any(r.expires == NEVER for r in reasons):
+        return None
+    return micros_to_rfc3339(max(r.expires for r in reasons))
+
+
+@router.get(
+    "/tenants/{tenant}/resources/{resource:path}/principals",
+    response_model=PrincipalsPage,
+    responses=ERRORS,
+    summary="Who can act on a resource",
+)
+async def who_can(
+    tenant: TenantPath,
+    resource: str,
+    caller: CheckCaller,
+    services: ServicesDep,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> PrincipalsPage:
+    """Every user and service (expanded through groups) that may act on the resource."""
+    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
+    if "*" in resource:
+        raise invalid("resource", "who-can names a concrete resource, not a pattern")
+    require_valid("resource", resource, is_resource(resource), RESOURCE_RULE)
+    if action is not None:
+        require_valid("action", action, is_action(action), ACTION_RULE)
+    after = cursors.decode_cursor("who", cursor, 2) or ["", ""]
+    reader = services.reader
+    point = await reader.position(tenant)
+    now = now_micros()
+    items: list[PrincipalItem] = []
+    key = (str(after[0]), str(after[1]))
+    exhausted = False
+    while len(items) < limit and not exhausted:
+        rows = await reader.who_can_rows(tenant, resource, key, limit)
+        if not rows:
+            exhausted = True
+            break
+        grouped: dict[tuple[str, str], list[Reason]] = {}
+        for principal, row_action, pattern, sources in rows:
+            if not is_member_principal(principal) or (action and row_action != action):
+                continue
+            live = reasons_from_sources(principal, pattern, sources or {}, now)
+            if live:
+                grouped.setdefault((principal, row_action), []).extend(live)
+        last_row_key = (rows[-1][0], rows[-1][1])
+        for (principal, row_action), reasons in sorted(grouped.items()):
+            if len(items) == limit:
+                last_row_key = (items[-1].principal, items[-1].action)
+                break
+            items.append(
+                PrincipalItem(
+                    principal=principal, action=row_action, reasons=reason_models(reasons)
+                )
+            )
+        key = last_row_key
+    next_cursor = None
+    if not exhausted and items:
+        next_cursor = cursors.encode_cursor("who", [items[-1].principal, items[-1].action])
+    return PrincipalsPage(
+        principals=items, next_cursor=next_cursor, token=encode_token(tenant, point)
+    )
+
+
+TIME_ADAPTER: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+
+
+def parse_time(field: str, value: str | None) -> datetime | None:
+    """An RFC 3339 query parameter, or 422 naming it."""
+    if value is None:
+        return None
+    try:
+        parsed: datetime = TIME_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        raise invalid(field, "must be an RFC 3339 time with a timezone") from exc
+    return parsed
+
+
+def audit_subjects(principal: str | None, resource: str | None) -> list[str]:
+    """Audit index keys for the filters; '*' (the whole log) when neither is given."""
+    subjects = []
+    if principal is not None:
+        require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
+        subjects.append(f"p:{principal}")
+    if resource is not None:
+        require_valid(
+            "resource", resource, is_pattern(resource), "resource must be a resource or pattern"
+        )
+        subjects.append(f"r:{resource}")
+    return subjects
+
+
+@router.get(
+    "/tenants/{tenant}/audit/events",
+    response_model=AuditEventsPage,
+    responses=ERRORS,
+    summary="Audit timeline",
+)
+async def audit_events(
+    tenant: TenantPath,
+    caller: AuditCaller,
+    services: ServicesDep,
+    principal: Annotated[str | None, Query(max_length=140)] = None,
+    resource: Annotated[str | None, Query(max_length=2200)] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+    to: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> AuditEventsPage:
+    """Recorded events naming the principal (as principal, group or member) or the resource."""
+    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
+    subjects = audit_subjects(principal, resource)
+    start, end = parse_time("from", from_), parse_time("to", to)
+    after_key = cursors.decode_cursor("audit", cursor, 2)
+    after = (int(after_key[0]), int(after_key[1])) if after_key else (-1, -1)
+    if start is not None:
+        after = max(after, (to_micros(start) - 1, 2**62))
+    until = to_micros(end) if end is not None else 2**62
+    reader = services.reader
+    month_lists = await asyncio.gather(*(reader.months(tenant, s) for s in subjects or ["*"]))
+    months = sorted({m for ms in month_lists for m in ms})
+    if subjects:
+        rows = await reader.audit_page(tenant, subjects, after, until, limit + 1, months)
+    else:
+        rows = []
+        for month in months:
+            rows.extend(await reader.log_page(tenant, month, after, until, limit + 1 - len(rows)))
+            if len(rows) > limit:
+                break
+    more = len(rows) > limit
+    rows = rows[:limit]
+    events = [
+        AuditEvent(
+            event=orjson.loads(row.event),
+            recorded_at=micros_to_rfc3339(row.recorded_at) or "",
+            position=row.offset,
+        )
+        for row in rows
+    ]
+    next_cursor = (
+        cursors.encode_cursor("audit", [rows[-1].recorded_at, rows[-1].offset]) if more else None
+    )
+    return AuditEventsPage(events=events, next_cursor=next_cursor)
+
+
+@router.get(
+    "/tenants/{tenant}/audit/check",
+    response_model=AuditCheckResponse,
+    responses=ERRORS,
+    summary="Check at a past time",
+)
+async def audit_check(
+    tenant: TenantPath,
+    caller: AuditCaller,
+    services: ServicesDep,
+    principal: Annotated[str, Query(max_length=140)],
+    resource: Annotated[str, Query(max_length=2200)],
+    action: Annotated[str, Query(max_length=64)],
+    at: Annotated[str, Query(max_length=64)],
+) -> AuditCheckResponse:
+    """The answer contract section 3 gives at a past time, by replaying the log up to it."""
+    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
+    require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
+    if "*" in resource:
+        raise invalid("resource", "a check names a concrete resource, not a pattern")
+    require_valid("resource", resource, is_resource(resource), RESOURCE_RULE)
+    require_valid("action", action, is_action(action), ACTION_RULE)
+    moment = parse_time("at", at)
+    assert moment is not None
+    at_us = to_micros(moment)
+    state, replayed = await state_at(services.reader, tenant, at_us)
+    reasons = decide_from_state(state, principal, resource, action, at_us)
+    return AuditCheckResponse(
+        allowed=bool(reasons),
+        reasons=reason_models(reasons),
+        at=moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        replayed_events=replayed,
+    )
+
+
+async def state_at(reader: ViewReader, tenant: str, at_us: int) -> tuple[TenantState, int]:
+    """The projector state after every event recorded up to at_us."""
+    state = TenantState()
+    replayed = 0
+    after = (-1, -1)
+    for month in await reader.months(tenant, "*"):
+        if month > int(datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y%m")):
+            break
+        while True:
+            rows = await reader.log_page(tenant, month, after, at_us, 5000)
+            for row in rows:
+                fold_event(state, parse_event(row.event))
+                after = (row.recorded_at, row.offset)
+            replayed += len(rows)
+            if len(rows) < 5000:
+                break
+    return state, replayed
