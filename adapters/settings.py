@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     processor_write_concurrency: int = Field(default=256, ge=1)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
     readiness_max_lag: int = Field(default=10_000, ge=0)
+    rate_limit_per_second: int = Field(default=50_000, ge=1)
 
     @field_validator("cassandra_hosts", mode="before")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from adapters.settings import Settings
 from services.api.errors import ApiError
+from services.api.middleware import RateLimiter
 from services.api.reader import ViewReader
 from services.auth import AuthenticationError, Authenticator, Caller, Scope
 
@@ -26,6 +27,7 @@ class Services:
     reader: ViewReader
     producer: AIOKafkaProducer | None
     authenticator: Authenticator
+    rate_limiter: RateLimiter
 
 
 def get_services(request: Request) -> Services:
@@ -37,10 +39,10 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def scoped(scope: Scope) -> Callable[[Request, Services], Caller]:
+def scoped(scope: Scope) -> Callable[[Request, Services], Awaitable[Caller]]:
     """Dependency: a caller holding scope (and, for tenant paths, access to that tenant)."""
 
-    def dependency(request: Request, services: ServicesDep) -> Caller:
+    async def dependency(request: Request, services: ServicesDep) -> Caller:
         try:
             caller = services.authenticator.authenticate(request.headers.get("authorization"))
         except AuthenticationError as exc:
@@ -52,6 +54,9 @@ def scoped(scope: Scope) -> Callable[[Request, Services], Caller]:
                 headers={"WWW-Authenticate": "Bearer"},
             ) from exc
         request.state.subject = caller.subject
+        if not await services.rate_limiter.allow(caller.subject):
+            log.warning("rate.limited", subject=caller.subject, path=request.url.path)
+            raise ApiError(429, "rate_limited", "too many requests", headers={"Retry-After": "1"})
         tenant = request.path_params.get("tenant")
         why = caller.denial_reason(tenant, scope)
         if why is not None:

@@ -1,0 +1,55 @@
+"""Consumer lag of the processor group: how far the views are behind the log, per partition."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from adapters.settings import Settings
+
+
+class LagProbe:
+    """Long-lived Kafka clients that measure lag on demand."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=3000,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect both clients."""
+        await self._admin.start()
+        await self._consumer.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._started:
+            await self._consumer.stop()
+            await self._admin.close()
+
+    async def lag(self) -> dict[int, int]:
+        """Records not yet committed by the processor group, per partition of the events topic."""
+        topic = self._settings.events_topic
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await self._consumer.end_offsets(tps)
+        committed = await self._admin.list_consumer_group_offsets(
+            self._settings.processor_group, partitions=tps
+        )
+        result = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            result[tp.partition] = max(0, ends[tp] - done)
+        return result

@@ -1,0 +1,158 @@
+"""The FastAPI application: the one place that wires the read side's adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters.cassandra import active_generation, connect
+from adapters.kafka_lag import LagProbe
+from adapters.logging import configure_logging
+from adapters.settings import Settings
+from services.api.deps import Services
+from services.api.errors import install_error_handlers
+from services.api.middleware import (
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    RateLimiter,
+    SecurityHeadersMiddleware,
+)
+from services.api.reader import ViewReader
+from services.api.routes import router
+from services.auth_settings import AuthSettings, build_authenticator
+
+log = structlog.get_logger("permstore.api")
+
+DESCRIPTION = """
+permstore answers "may this principal do this action on this resource?" from views that a
+stream processor keeps up to date from the Kafka event log. Every call but `/healthz`,
+`/readyz` and `/metrics` needs `Authorization: Bearer <token>`; see contract section 5.
+"""
+
+
+class Readiness:
+    """Cached answer of /readyz: store reachable, Kafka reachable, lag under its bound."""
+
+    def __init__(self, services: Services, probe: LagProbe | None) -> None:
+        self._services = services
+        self._probe = probe
+        self._cached: tuple[float, int, dict[str, Any]] | None = None
+
+    async def report(self) -> tuple[int, dict[str, Any]]:
+        """(status code, body), refreshed at most once a second."""
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < 1.0:
+            return self._cached[1], self._cached[2]
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            await asyncio.wait_for(self._services.reader.ping(), 2.0)
+            checks["cassandra"] = "ok"
+        except Exception as exc:
+            ok, checks["cassandra"] = False, f"unreachable ({type(exc).__name__})"
+        if self._probe is not None:
+            try:
+                lag = await asyncio.wait_for(self._probe.lag(), 3.0)
+                total = sum(lag.values())
+                checks["kafka"] = "ok"
+                checks["lag"] = total
+                if total > self._services.settings.readiness_max_lag:
+                    ok = False
+                    checks["lag_status"] = f"over bound {self._services.settings.readiness_max_lag}"
+            except Exception as exc:
+                ok, checks["kafka"] = False, f"unreachable ({type(exc).__name__})"
+        body: dict[str, Any] = {
+            "status": "ready" if ok else "not_ready",
+            "checks": checks,
+            "generation": self._services.reader.generation,
+        }
+        status = 200 if ok else 503
+        self._cached = (now, status, body)
+        return status, body
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect to Cassandra (read-only role) and Kafka; close them on shutdown."""
+    configure_logging()
+    settings = Settings()
+    cluster, session = await asyncio.to_thread(connect, settings, "api")
+    generation = int(
+        os.environ.get("PERMSTORE_GENERATION")
+        or active_generation(session, settings.cassandra_keyspace)
+        or 1
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=10_000,
+    )
+    await producer.start()
+    probe = LagProbe(settings)
+    await probe.start()
+    services = Services(
+        settings=settings,
+        reader=ViewReader(session, settings.cassandra_keyspace, generation),
+        producer=producer,
+        authenticator=build_authenticator(AuthSettings()),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second),
+    )
+    app.state.services = services
+    app.state.readiness = Readiness(services, probe)
+    log.info("api.start", generation=generation, pid=os.getpid())
+    try:
+        yield
+    finally:
+        await probe.close()
+        await producer.stop()
+        await asyncio.to_thread(cluster.shutdown)
+
+
+def create_app() -> FastAPI:
+    """Build the API application."""
+    app = FastAPI(
+        title="permstore",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness")
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready when Cassandra and Kafka answer and the processor's lag is under its bound."""
+        status, body = await request.app.state.readiness.report()
+        return JSONResponse(body, status)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        """Prometheus exposition of this worker's metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    return app
+
+
+app = create_app()
