@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.stack import (
     ManagedProcess,
-    TestEnvironment,
+    StackEnvironment,
     api,
     processor,
     start_servers,
@@ -20,7 +20,7 @@ from tests.support.stack import (
 
 
 @pytest.fixture(scope="session")
-def test_env() -> Iterator[TestEnvironment]:
+def test_env() -> Iterator[StackEnvironment]:
     """Real Kafka and Cassandra, bootstrapped with this session's topic and keyspace."""
     environment = start_servers()
     yield environment
@@ -29,7 +29,7 @@ def test_env() -> Iterator[TestEnvironment]:
 
 
 @pytest.fixture(scope="session")
-def processor_process(test_env: TestEnvironment) -> Iterator[ManagedProcess]:
+def processor_process(test_env: StackEnvironment) -> Iterator[ManagedProcess]:
     """The stream processor, running for the whole session (tests may kill and restart it)."""
     process = processor(test_env.env)
     process.start()
@@ -39,7 +39,7 @@ def processor_process(test_env: TestEnvironment) -> Iterator[ManagedProcess]:
 
 @pytest.fixture(scope="session")
 def api_process(
-    test_env: TestEnvironment, processor_process: ManagedProcess
+    test_env: StackEnvironment, processor_process: ManagedProcess
 ) -> Iterator[ManagedProcess]:
     """The API, ready to serve."""
     process = api(test_env.env, test_env.api_port)
@@ -50,13 +50,13 @@ def api_process(
 
 
 @pytest.fixture(scope="session")
-def api_url(test_env: TestEnvironment, api_process: ManagedProcess) -> str:
+def api_url(test_env: StackEnvironment, api_process: ManagedProcess) -> str:
     """Base URL of the running API."""
     return test_env.api_url
 
 
 @pytest.fixture(scope="session")
-def issue_token(test_env: TestEnvironment) -> object:
+def issue_token(test_env: StackEnvironment) -> object:
     """Function issuing a signed token the running API accepts."""
     from services.auth_settings import AuthSettings, build_issuer
 

@@ -7,6 +7,7 @@ Tests use their own topic, keyspace and consumer group so they never disturb `ma
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -42,7 +43,7 @@ def free_port() -> int:
 
 
 @dataclass
-class TestEnvironment:
+class StackEnvironment:
     """Environment variables every process of one test session shares."""
 
     env: dict[str, str]
@@ -55,7 +56,7 @@ class TestEnvironment:
         return f"http://127.0.0.1:{self.api_port}"
 
 
-def start_servers() -> TestEnvironment:
+def start_servers() -> StackEnvironment:
     """Bring up real Kafka and Cassandra and return the environment pointing at them."""
     mode = os.environ.get("PERMSTORE_TEST_SERVERS", "auto")
     suffix = os.environ.get("PERMSTORE_TEST_NAMESPACE", "test")
@@ -78,10 +79,48 @@ def start_servers() -> TestEnvironment:
         subprocess.run(
             [sys.executable, str(REPO / "deploy" / "localstack.py"), "up"], check=True, cwd=REPO
         )
+    if os.environ.get("PERMSTORE_TEST_KEEP_DATA") != "1":
+        _drop_test_data(env)
     subprocess.run(
         [sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO, env=env, timeout=120
     )
-    return TestEnvironment(env=env, api_port=free_port(), containers=containers)
+    return StackEnvironment(env=env, api_port=free_port(), containers=containers)
+
+
+def _drop_test_data(env: dict[str, str]) -> None:
+    """Start each session from an empty test topic and keyspace, so comparisons are exact."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from adapters.cassandra import connect
+    from adapters.settings import Settings
+
+    settings = Settings(
+        kafka_bootstrap=env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        events_topic=env["PERMSTORE_EVENTS_TOPIC"],
+        dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
+        cassandra_keyspace=env["PERMSTORE_CASSANDRA_KEYSPACE"],
+    )
+
+    async def drop_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
+            if names:
+                await admin.delete_topics(sorted(names))
+            for _ in range(150):  # the broker deletes topics asynchronously
+                if not set(await admin.list_topics()) & names:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+    asyncio.run(drop_topics())
+    cluster, session = connect(settings, "admin", request_timeout=60)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
+    finally:
+        cluster.shutdown()
 
 
 def _start_containers(env: dict[str, str]) -> list[object]:

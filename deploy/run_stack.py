@@ -1,0 +1,117 @@
+"""`make run`: bootstrap, then run the processor and the API in the foreground, restarting
+either if it dies; Ctrl-C stops everything this started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESTART_DELAY_SECONDS = 2.0
+
+
+def _say(message: str) -> None:
+    print(f"[permstore] {message}", flush=True)
+
+
+def _commands(port: int, workers: int) -> dict[str, list[str]]:
+    python = sys.executable
+    return {
+        "processor": [python, "-m", "streams.main"],
+        "api": [
+            python,
+            "-m",
+            "uvicorn",
+            "services.api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+        ],
+    }
+
+
+def _banner(port: int) -> None:
+    from services.auth_settings import AuthSettings, build_issuer
+
+    token = build_issuer(AuthSettings()).issue(
+        "user:dev", "*", "check,write,audit,admin", timedelta(hours=12)
+    )
+    url = f"http://127.0.0.1:{port}"
+    grant = (
+        '{"events":[{"event_id":"demo-1","tenant":"acme","type":"grant","actor":"user:admin",'
+        '"occurred_at":"2026-01-01T00:00:00Z","principal":"user:alice",'
+        '"resource":"doc:acme/eng/*","permission":"read"}]}'
+    )
+    check = (
+        '{"tenant":"acme","principal":"user:alice","resource":"doc:acme/eng/spec-1",'
+        '"action":"read"}'
+    )
+    _say(f"API docs:   {url}/docs   (OpenAPI: {url}/openapi.json)")
+    _say(f"health:     {url}/healthz   ready: {url}/readyz   metrics: {url}/metrics")
+    _say("dev token (tenant *, all scopes, 12 h):")
+    print(f"export PERMSTORE_TOKEN={token}", flush=True)
+    _say("try:")
+    print(
+        f'curl -s -X POST {url}/v1/events -H "Authorization: Bearer $PERMSTORE_TOKEN" '
+        f"-H 'content-type: application/json' -d '{grant}'",
+        flush=True,
+    )
+    print(
+        f'curl -s -X POST {url}/v1/check -H "Authorization: Bearer $PERMSTORE_TOKEN" '
+        f"-H 'content-type: application/json' -d '{check}'",
+        flush=True,
+    )
+
+
+def main() -> int:
+    """Supervise the processor and API until interrupted."""
+    port = int(os.environ.get("PERMSTORE_API_PORT", "8080"))
+    workers = int(os.environ.get("PERMSTORE_API_WORKERS", "2"))
+    _say("bootstrapping topics and tables")
+    subprocess.run([sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO)
+    commands = _commands(port, workers)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, command in commands.items():
+        _say(f"starting {name}")
+        children[name] = subprocess.Popen(command, cwd=REPO)
+    _banner(port)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for name, child in list(children.items()):
+                if child.poll() is not None and not stopping:
+                    _say(f"{name} exited with {child.returncode}; restarting")
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    children[name] = subprocess.Popen(commands[name], cwd=REPO)
+    finally:
+        _say("stopping processor and API")
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

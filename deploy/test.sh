@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# `make test`: lint, types, then every test against real servers; stops servers it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+started_here=0
+if ! $PY deploy/localstack.py status >/dev/null 2>&1; then
+  started_here=1
+fi
+cleanup() {
+  if [ "$started_here" = 1 ] && [ "${PERMSTORE_KEEP_SERVERS:-0}" != 1 ]; then
+    echo "[permstore] stopping the servers this run started"
+    $PY deploy/localstack.py down || true
+  fi
+}
+trap cleanup EXIT
+echo "[permstore] ruff check and format"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "[permstore] mypy --strict"
+.venv/bin/mypy .
+echo "[permstore] starting (or reusing) Kafka and Cassandra"
+$PY deploy/localstack.py up
+echo "[permstore] pytest: unit, integration, e2e"
+.venv/bin/pytest tests -q -p no:cacheprovider "$@"

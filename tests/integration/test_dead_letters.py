@@ -1,0 +1,85 @@
+"""Poison records published straight to Kafka end in the DLQ with their reason; the valid
+events around them still apply."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from permcore.consistency import LogPoint, encode_token
+from permstore import PermstoreClient
+from tests.strategies import labelled_poison_records
+from tests.support.kafka_io import produce, read_topic
+from tests.support.stack import StackEnvironment
+
+pytestmark = pytest.mark.integration
+
+
+def grant(tenant: str, event_id: str, principal: str) -> bytes:
+    """A valid grant event."""
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "tenant": tenant,
+            "type": "grant",
+            "actor": "user:admin",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "principal": principal,
+            "resource": "doc:x",
+            "permission": "read",
+        }
+    ).encode()
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(poison=st.lists(labelled_poison_records(), min_size=15, max_size=15))
+def test_poison_goes_to_dlq_and_stream_goes_on(
+    poison: list[tuple[str, bytes]],
+    test_env: StackEnvironment,
+    api_url: str,
+    issue_token: Callable[..., str],
+) -> None:
+    """Each poison record reaches the DLQ with bytes, reason, partition and offset."""
+    tenant = f"p{uuid.uuid4().hex[:12]}"
+    bootstrap = test_env.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    records = [(tenant.encode(), grant(tenant, "first", "user:before"))]
+    records += [(tenant.encode(), payload) for _, payload in poison]
+    records.append((b"other-tenant", grant(tenant, "wrong-key", "user:wrongkey")))
+    records.append((tenant.encode(), grant(tenant, "last", "user:after")))
+    positions = produce(bootstrap, test_env.env["PERMSTORE_EVENTS_TOPIC"], records)
+
+    partition, offset = positions[-1]
+    with PermstoreClient(api_url, issue_token(tenant)) as client:
+        token = encode_token(tenant, LogPoint(partition, offset))
+        results = client.check_many(
+            tenant,
+            [(p, "doc:x", "read") for p in ("user:before", "user:after", "user:wrongkey")],
+            at_least=token,
+        )
+    assert [r.allowed for r in results] == [True, True, False]
+
+    poisoned = {positions[i + 1] for i in range(len(poison))} | {positions[-2]}
+    letters = {}
+    for message in read_topic(bootstrap, test_env.env["PERMSTORE_DLQ_TOPIC"]):
+        headers = {k: v.decode() for k, v in message.headers}
+        source = (
+            int(headers["permstore-source-partition"]),
+            int(headers["permstore-source-offset"]),
+        )
+        if source in poisoned:
+            letters[source] = (message.value, headers["permstore-reason"])
+    assert set(letters) == poisoned
+    for i, (label, payload) in enumerate(poison):
+        value, reason = letters[positions[i + 1]]
+        assert value == payload, label
+        assert reason, label
+    assert "key" in letters[positions[-2]][1]
