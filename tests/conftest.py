@@ -13,6 +13,7 @@ from tests.support.stack import (
     ManagedProcess,
     StackEnvironment,
     api,
+    drop_test_data,
     processor,
     start_servers,
     wait_ready,
@@ -24,6 +25,8 @@ def test_env() -> Iterator[StackEnvironment]:
     """Real Kafka and Cassandra, bootstrapped with this session's topic and keyspace."""
     environment = start_servers()
     yield environment
+    if os.environ.get("PERMSTORE_TEST_KEEP_DATA") != "1":
+        drop_test_data(environment.env)
     for container in environment.containers:
         container.stop()  # type: ignore[attr-defined]
 

@@ -59,7 +59,8 @@ class StackEnvironment:
 def start_servers() -> StackEnvironment:
     """Bring up real Kafka and Cassandra and return the environment pointing at them."""
     mode = os.environ.get("PERMSTORE_TEST_SERVERS", "auto")
-    suffix = os.environ.get("PERMSTORE_TEST_NAMESPACE", "test")
+    # One namespace per session, so concurrent sessions never share a topic or keyspace.
+    suffix = os.environ.get("PERMSTORE_TEST_NAMESPACE") or f"t{os.getpid()}"
     env = dict(os.environ)
     env.update(
         {
@@ -80,14 +81,14 @@ def start_servers() -> StackEnvironment:
             [sys.executable, str(REPO / "deploy" / "localstack.py"), "up"], check=True, cwd=REPO
         )
     if os.environ.get("PERMSTORE_TEST_KEEP_DATA") != "1":
-        _drop_test_data(env)
+        drop_test_data(env)
     subprocess.run(
         [sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO, env=env, timeout=120
     )
     return StackEnvironment(env=env, api_port=free_port(), containers=containers)
 
 
-def _drop_test_data(env: dict[str, str]) -> None:
+def drop_test_data(env: dict[str, str]) -> None:
     """Start each session from an empty test topic and keyspace, so comparisons are exact."""
     from aiokafka.admin import AIOKafkaAdminClient
 
