@@ -23,3 +23,4 @@ TENANT_FRESHNESS = Gauge(
 CONSUMER_LAG = Gauge(
     "permstore_consumer_lag", "Records behind the end of the partition", ["partition"]
 )
+SNAPSHOTS = Counter("permstore_snapshots_total", "Projector state snapshots written")

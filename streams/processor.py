@@ -22,6 +22,8 @@ from streams.view_writer import ViewWriter
 
 log = structlog.get_logger("permstore.processor")
 
+SNAPSHOT_MIN_EVENTS = 5000
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -78,6 +80,8 @@ class BatchProcessor:
         self._states: LRUCache[str, TenantState] = LRUCache(
             maxsize=cache_entries, getsizeof=TenantState.size
         )
+        # Events applied since each tenant's last snapshot (bounded; a lost count only delays).
+        self._since_snapshot: LRUCache[str, int] = LRUCache(maxsize=100_000)
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
         """Apply one batch; raises if a write failed (the caller retries the whole batch)."""
@@ -123,6 +127,21 @@ class BatchProcessor:
         if effects.applied:
             last = effects.applied[-1]
             metrics.TENANT_FRESHNESS.set(last.recorded_at / 1_000_000)
+            await self._maybe_snapshot(tenant, state, len(effects.applied), last.recorded_at)
+
+    async def _maybe_snapshot(
+        self, tenant: str, state: TenantState, applied: int, recorded_at: int
+    ) -> None:
+        """Snapshot once the events since the last one reach a quarter of the state (at least
+        SNAPSHOT_MIN_EVENTS), so snapshot storage stays proportional to the log."""
+        since = self._since_snapshot.get(tenant, 0) + applied
+        if since < max(SNAPSHOT_MIN_EVENTS, state.size() // 4):
+            self._since_snapshot[tenant] = since
+            return
+        size = await self._writer.write_snapshot(tenant, state, recorded_at)
+        self._since_snapshot[tenant] = 0
+        metrics.SNAPSHOTS.inc()
+        log.info("snapshot.written", tenant=tenant, offset=state.applied_offset, bytes=size)
 
     async def _state_for(self, tenant: str) -> TenantState:
         cached = self._states.get(tenant)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from cassandra.cluster import Session
@@ -26,6 +26,7 @@ from permcore.projector import (
     ViewChange,
     load_state,
 )
+from permcore.replay import dump_state, month_of
 from permcore.state import NEVER, TenantState
 from schemas.events import (
     AddMemberEvent,
@@ -38,13 +39,8 @@ from schemas.events import (
 )
 
 MAX_TTL_SECONDS = 20 * 365 * 86_400
+SNAPSHOT_CHUNK_BYTES = 512 * 1024
 EXPIRY_GRACE_SECONDS = 60
-
-
-def month_of(recorded_at_us: int) -> int:
-    """The yyyymm bucket of a recorded time (epoch microseconds)."""
-    moment = datetime.fromtimestamp(recorded_at_us / 1_000_000, UTC)
-    return moment.year * 100 + moment.month
 
 
 def audit_subjects(recorded: RecordedEvent) -> list[str]:
@@ -123,8 +119,12 @@ class ViewWriter:
         self._seen_ids = prep(
             f"SELECT key FROM {state} WHERE tenant = ? AND kind = '{EVENT_KIND}' AND key IN ?"
         )
-        self._snapshot = prep(
-            f"INSERT INTO {g % 'state_snapshots'} (tenant, kafka_offset, recorded_at, state) "
+        self._snapshot_chunk = prep(
+            f"INSERT INTO {g % 'snapshot_chunks'} (tenant, kafka_offset, chunk, data) "
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._snapshot_index = prep(
+            f"INSERT INTO {g % 'snapshot_index'} (tenant, recorded_at, kafka_offset, chunks) "
             "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
         )
 
@@ -250,13 +250,28 @@ class ViewWriter:
         else:
             batch.add(self._put_state, (tenant, change.kind, change.key, change.value, ts))
 
-    async def write_snapshot(self, tenant: str, offset: int, recorded_at: int, blob: bytes) -> None:
-        """Store a snapshot of projector state after offset, for point-in-time answers."""
+    async def write_snapshot(self, tenant: str, state: TenantState, recorded_at: int) -> int:
+        """Store the state after its applied offset, for point-in-time answers; returns bytes.
+
+        Chunks go first and the index row last, so a reader never finds a partial snapshot.
+        """
+        blob = zlib.compress(dump_state(state), 6)
+        chunks = [
+            blob[i : i + SNAPSHOT_CHUNK_BYTES] for i in range(0, len(blob), SNAPSHOT_CHUNK_BYTES)
+        ]
+        ts = write_timestamp(state.applied_offset)
+        await asyncio.gather(
+            *(
+                self._run(self._snapshot_chunk, (tenant, state.applied_offset, n, chunk, ts))
+                for n, chunk in enumerate(chunks)
+            )
+        )
         await execute(
             self._session,
-            self._snapshot,
-            (tenant, offset, recorded_at, blob, write_timestamp(offset)),
+            self._snapshot_index,
+            (tenant, recorded_at, state.applied_offset, len(chunks), ts),
         )
+        return len(blob)
 
     async def _run(self, statement: PreparedStatement, params: tuple[Any, ...]) -> Any:
         async with self._limit:

@@ -67,6 +67,13 @@ class ViewReader:
             "WHERE tenant = ? AND month = ? "
             "AND (recorded_at, kafka_offset) > (?, ?) AND recorded_at <= ? LIMIT ?"
         )
+        self._snapshot_at = prep(
+            f"SELECT recorded_at, kafka_offset, chunks FROM {g % 'snapshot_index'} "
+            "WHERE tenant = ? AND recorded_at <= ? LIMIT 1"
+        )
+        self._snapshot_chunks = prep(
+            f"SELECT chunk, data FROM {g % 'snapshot_chunks'} WHERE tenant = ? AND kafka_offset = ?"
+        )
         self._log_one = prep(
             f"SELECT event FROM {g % 'event_log'} WHERE tenant = ? AND month = ? "
             "AND recorded_at = ? AND kafka_offset = ?"
@@ -186,6 +193,17 @@ class ViewReader:
             self._session, self._log_page, (tenant, month, after[0], after[1], until, limit)
         )
         return [AuditRow(int(r[0]), int(r[1]), r[2]) for r in rows]
+
+    async def latest_snapshot(self, tenant: str, at_us: int) -> tuple[int, int, bytes] | None:
+        """(recorded_at, offset, compressed state) of the newest snapshot at or before at_us."""
+        rows = list(await execute(self._session, self._snapshot_at, (tenant, at_us)))
+        if not rows:
+            return None
+        recorded_at, offset, chunks = int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
+        parts = list(await execute(self._session, self._snapshot_chunks, (tenant, offset)))
+        if len(parts) != chunks:
+            return None
+        return recorded_at, offset, b"".join(bytes(p[1]) for p in sorted(parts))
 
     async def ping(self) -> None:
         """Raise unless Cassandra answers."""

@@ -32,10 +32,10 @@ from permcore.identifiers import (
     is_tenant,
 )
 from permcore.projector import to_micros
-from permcore.replay import fold_event
-from permcore.state import NEVER, TenantState
-from schemas.events import EventBatch, Timestamp, event_to_json, parse_event
+from permcore.state import NEVER
+from schemas.events import EventBatch, Timestamp, event_to_json
 from services.api import cursors
+from services.api.audit import state_at
 from services.api.deps import (
     AuditCaller,
     CheckCaller,
@@ -447,22 +447,3 @@ async def audit_check(
         at=moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         replayed_events=replayed,
     )
-
-
-async def state_at(reader: ViewReader, tenant: str, at_us: int) -> tuple[TenantState, int]:
-    """The projector state after every event recorded up to at_us."""
-    state = TenantState()
-    replayed = 0
-    after = (-1, -1)
-    for month in await reader.months(tenant, "*"):
-        if month > int(datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y%m")):
-            break
-        while True:
-            rows = await reader.log_page(tenant, month, after, at_us, 5000)
-            for row in rows:
-                fold_event(state, parse_event(row.event))
-                after = (row.recorded_at, row.offset)
-            replayed += len(rows)
-            if len(rows) < 5000:
-                break
-    return state, replayed
