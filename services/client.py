@@ -32,6 +32,16 @@ class CheckResult:
     token: str | None = None
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing: its items, the cursor of the next page (None on the last page)
+    and, for reads of a view, the consistency token of that view."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    token: str | None = None
+
+
 def _event(kind: str, tenant: str, actor: str, reason: str | None, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "event_id": fields.pop("event_id", None) or uuid.uuid4().hex,
@@ -274,6 +284,60 @@ class PermstoreClient:
             )
         )
         return CheckResult(bool(body["allowed"]), list(body["reasons"]))
+
+    def _page(self, path: str, key: str, params: dict[str, Any]) -> Page:
+        query = {k: v for k, v in params.items() if v is not None}
+        body = _raise_for(self._http.get(path, params=query))
+        token = body.get("token")
+        return Page(
+            list(body[key]), body.get("next_cursor") or None, None if token is None else str(token)
+        )
+
+    def permissions_page(
+        self, tenant: str, principal: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """One page of a principal's effective permissions, from cursor (None: the first)."""
+        who = quote(principal, safe="")
+        path = f"/v1/tenants/{quote(tenant, safe='')}/principals/{who}/permissions"
+        return self._page(path, "permissions", {"limit": limit, "cursor": cursor})
+
+    def who_can_page(
+        self,
+        tenant: str,
+        resource: str,
+        *,
+        action: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """One page of the users and services that may act on a resource, from cursor."""
+        path = (
+            f"/v1/tenants/{quote(tenant, safe='')}/resources/{quote(resource, safe='')}/principals"
+        )
+        return self._page(path, "principals", {"limit": limit, "action": action, "cursor": cursor})
+
+    def history_page(
+        self,
+        tenant: str,
+        *,
+        principal: str | None = None,
+        resource: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """One page of the recorded events naming a principal or resource, oldest first."""
+        path = f"/v1/tenants/{quote(tenant, safe='')}/audit/events"
+        params = {
+            "principal": principal,
+            "resource": resource,
+            "from": since,
+            "to": until,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        return self._page(path, "events", params)
 
 
 class AsyncPermstoreClient:
