@@ -35,8 +35,8 @@ class LagProbe:
             await self._consumer.stop()
             await self._admin.close()
 
-    async def lag(self) -> dict[int, int]:
-        """Records not yet committed by the processor group, per partition of the events topic."""
+    async def lag(self, group: str) -> dict[int, int]:
+        """Records not yet committed by a consumer group, per partition of the events topic."""
         topic = self._settings.events_topic
         partitions = self._consumer.partitions_for_topic(topic)
         if not partitions:
@@ -44,12 +44,20 @@ class LagProbe:
             partitions = self._consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         ends = await self._consumer.end_offsets(tps)
-        committed = await self._admin.list_consumer_group_offsets(
-            self._settings.processor_group, partitions=tps
-        )
-        result = {}
+        committed = await self._admin.list_consumer_group_offsets(group, partitions=tps)
+        result: dict[int, int] = {}
         for tp in tps:
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             result[tp.partition] = max(0, ends[tp] - done)
         return result
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The end offset of every partition of a topic."""
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await self._consumer.end_offsets(tps)
+        return {tp.partition: int(offset) for tp, offset in ends.items()}

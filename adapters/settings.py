@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(default=1000, ge=1, le=10_000)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     processor_group: str = "permstore-processor"
-    processor_write_concurrency: int = Field(default=256, ge=1)
+    processor_write_concurrency: int = Field(default=64, ge=1)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         return (
             [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
         )
+
+    def group_for(self, generation: int) -> str:
+        """The processor's consumer group for one generation of views."""
+        return f"{self.processor_group}-g{generation}"
 
     def cassandra_secret(self, role: str) -> tuple[str, str] | None:
         """(username, password) for a Cassandra role: explicit settings, else the local file."""

@@ -1,6 +1,7 @@
 """Run a real Kafka and a real Cassandra on loopback for permstore, without Docker.
 
-Standard library only, so any Python 3.11 can run it before the project's venv exists:
+Standard library only; `fetch`, `env`, `secrets` and `down` run with any Python 3.11, while
+`up` and the readiness part of `status` need the project's venv (aiokafka, cassandra-driver):
 
     python deploy/localstack.py fetch    # jars from Maven Central into ~/.cache/permstore/jars
     python deploy/localstack.py up       # start both (detached), wait until ready, set up logins
@@ -12,9 +13,9 @@ Standard library only, so any Python 3.11 can run it before the project's venv e
 The servers are the official Apache jars (Kafka in KRaft mode, Cassandra 5.0) run as plain
 JVM processes on Java 17. Data, generated configs, pid files and logs live under
 `<repo>/.local/` (git-ignored); generated Cassandra passwords under `<repo>/.local/secrets/`.
-Readiness is checked with raw protocol requests over a socket (Kafka ApiVersions + Metadata,
-Cassandra native protocol v4 STARTUP/AUTH/QUERY). The Cassandra logins are created by
-`deploy/cassandra_roles.py`, run with the venv's Python because it uses cassandra-driver.
+Readiness is a TCP check here, then `deploy/readiness.py` run with the venv's Python: a
+Metadata request with aiokafka, a CQL query with cassandra-driver. The Cassandra logins are
+created (or checked) by `deploy/cassandra_roles.py`, also run with the venv's Python.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ import shlex
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -394,7 +394,7 @@ def find_mvn() -> str:
 
 
 def find_venv_python(settings: Settings) -> str:
-    """A Python that can import cassandra-driver: PERMSTORE_PYTHON, the repo venv, or this one."""
+    """A Python with aiokafka and cassandra-driver: PERMSTORE_PYTHON, the repo venv, or this."""
     explicit = settings.env.get("PERMSTORE_PYTHON", "").strip()
     if explicit:
         return explicit
@@ -402,14 +402,15 @@ def find_venv_python(settings: Settings) -> str:
     if venv.exists():
         return str(venv)
     probe = subprocess.run(
-        [sys.executable, "-c", "import cassandra.cluster"], capture_output=True, check=False
+        [sys.executable, "-c", "import aiokafka, cassandra.cluster"],
+        capture_output=True,
+        check=False,
     )
     if probe.returncode == 0:
         return sys.executable
     raise LocalStackError(
-        "no Python with cassandra-driver: create the venv first "
-        "(python3.11 -m venv .venv && .venv/bin/pip install -e '.[dev]') "
-        "or set PERMSTORE_PYTHON"
+        "no Python with aiokafka and cassandra-driver to check the servers: create the venv "
+        "first (`make venv`) or set PERMSTORE_PYTHON"
     )
 
 
@@ -567,56 +568,8 @@ def _ensure_fetched(settings: Settings) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------
-# Raw wire protocols (readiness checks without any client library)
+# Readiness: a TCP check here, the real clients (deploy/readiness.py) in the venv
 # --------------------------------------------------------------------------------------
-
-
-class _Reader:
-    """Big-endian reader over one response body."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("truncated response")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def i8(self) -> int:
-        return int(struct.unpack(">b", self.take(1))[0])
-
-    def i16(self) -> int:
-        return int(struct.unpack(">h", self.take(2))[0])
-
-    def u16(self) -> int:
-        return int(struct.unpack(">H", self.take(2))[0])
-
-    def i32(self) -> int:
-        return int(struct.unpack(">i", self.take(4))[0])
-
-    def kafka_string(self) -> str | None:
-        n = self.i16()
-        return None if n < 0 else self.take(n).decode("utf-8")
-
-    def cql_string(self) -> str:
-        return self.take(self.u16()).decode("utf-8")
-
-    def cql_bytes(self) -> bytes | None:
-        n = self.i32()
-        return None if n < 0 else self.take(n)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by the server")
-        buf += chunk
-    return bytes(buf)
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
@@ -629,207 +582,58 @@ def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class KafkaMetadata:
-    """What a Metadata request told about the cluster."""
+class Verdict:
+    """One server's readiness, as deploy/readiness.py reports it."""
 
-    brokers: tuple[tuple[int, str, int], ...]
-    cluster_id: str | None
-    controller_id: int
-    metadata_version: int
-
-
-_KAFKA_CLIENT_ID = b"permstore-localstack"
+    ready: bool  # Kafka lists a broker; Cassandra answers a query as one of our logins
+    answers: bool  # speaks its protocol: enough for `up` (Cassandra's logins come after)
+    note: str
 
 
-def _kafka_call(sock: socket.socket, api_key: int, version: int, corr: int, body: bytes) -> bytes:
-    header = struct.pack(">hhih", api_key, version, corr, len(_KAFKA_CLIENT_ID)) + _KAFKA_CLIENT_ID
-    payload = header + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    data = _recv_exact(sock, size)
-    (got,) = struct.unpack_from(">i", data, 0)
-    if got != corr:
-        raise ValueError(f"correlation id {got}, expected {corr}")
-    return data[4:]
+def run_in_venv(
+    settings: Settings, module: str, *args: str, timeout: float | None = None, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m module args` with the venv's Python, from the repo, with our settings."""
+    env = dict(settings.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(settings.repo), env.get("PYTHONPATH")) if p)
+    env["PERMSTORE_LOCAL_DIR"] = str(settings.local_dir)
+    cmd = [find_venv_python(settings), "-m", module, *args]
+    return subprocess.run(
+        cmd,
+        cwd=settings.repo,
+        env=env,
+        timeout=timeout,
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
 
 
-def kafka_metadata(port: int, host: str = HOST, timeout: float = 5.0) -> KafkaMetadata:
-    """Send ApiVersions then Metadata to a broker; raise unless it answers with brokers."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        reader = _Reader(_kafka_call(sock, api_key=18, version=0, corr=1, body=b""))
-        error = reader.i16()
-        if error != 0:
-            raise ValueError(f"ApiVersions error code {error}")
-        ranges: dict[int, tuple[int, int]] = {}
-        for _ in range(reader.i32()):
-            key, low, high = reader.i16(), reader.i16(), reader.i16()
-            ranges[key] = (low, high)
-        if 3 not in ranges:
-            raise ValueError("broker does not offer Metadata")
-        low, high = ranges[3]
-        usable = [v for v in range(4, 9) if low <= v <= high]  # non-flexible versions only
-        if not usable:
-            raise ValueError(f"no Metadata version in 4..8 (broker offers {low}..{high})")
-        version = max(usable)
-        body = struct.pack(">ib", 0, 0)  # no topics, allow_auto_topic_creation=false
-        if version >= 8:
-            body += struct.pack(">bb", 0, 0)
-        reader = _Reader(_kafka_call(sock, api_key=3, version=version, corr=2, body=body))
-        reader.i32()  # throttle_time_ms
-        brokers: list[tuple[int, str, int]] = []
-        for _ in range(reader.i32()):
-            node_id = reader.i32()
-            broker_host = reader.kafka_string() or ""
-            broker_port = reader.i32()
-            reader.kafka_string()  # rack
-            brokers.append((node_id, broker_host, broker_port))
-        cluster_id = reader.kafka_string()
-        controller_id = reader.i32()
-    if not brokers:
-        raise ValueError("Metadata lists no broker yet")
-    return KafkaMetadata(tuple(brokers), cluster_id, controller_id, version)
-
-
-class CqlError(Exception):
-    """An ERROR frame from a Cassandra server."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"CQL error 0x{code:04x}: {message}")
-        self.code = code
-
-
-CQL_AUTH_ERROR = 0x0100
-_CQL_VERSION = 0x04
-_OP_ERROR, _OP_STARTUP, _OP_READY, _OP_AUTHENTICATE = 0x00, 0x01, 0x02, 0x03
-_OP_QUERY, _OP_RESULT, _OP_AUTH_RESPONSE, _OP_AUTH_SUCCESS = 0x07, 0x08, 0x0F, 0x10
-
-
-class _CqlConnection:
-    """A minimal native-protocol v4 connection: STARTUP, SASL PLAIN auth, simple QUERY."""
-
-    def __init__(self, port: int, host: str, timeout: float) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.settimeout(timeout)
-        self.stream = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def call(self, opcode: int, body: bytes) -> tuple[int, _Reader]:
-        self.stream += 1
-        header = struct.pack(">BBhBi", _CQL_VERSION, 0, self.stream, opcode, len(body))
-        self.sock.sendall(header + body)
-        while True:
-            _v, flags, stream, op, length = struct.unpack(">BBhBi", _recv_exact(self.sock, 9))
-            reader = _Reader(_recv_exact(self.sock, length))
-            if stream == self.stream:
-                break  # anything else is an event frame: skip it
-        if flags & 0x02:  # tracing id
-            reader.take(16)
-        if flags & 0x08:  # warnings
-            for _ in range(reader.u16()):
-                reader.cql_string()
-        if flags & 0x04:  # custom payload
-            for _ in range(reader.u16()):
-                reader.cql_string()
-                reader.cql_bytes()
-        if op == _OP_ERROR:
-            code = reader.i32()
-            raise CqlError(code, reader.cql_string())
-        return op, reader
-
-    def startup(self, username: str | None, password: str | None) -> bool:
-        """Return True if the server asked for authentication (and it succeeded)."""
-        opts = {"CQL_VERSION": "3.0.0"}
-        body = struct.pack(">H", len(opts))
-        for k, v in opts.items():
-            body += struct.pack(">H", len(k)) + k.encode() + struct.pack(">H", len(v)) + v.encode()
-        op, _ = self.call(_OP_STARTUP, body)
-        if op == _OP_READY:
-            return False
-        if op != _OP_AUTHENTICATE:
-            raise ValueError(f"unexpected opcode {op} after STARTUP")
-        if username is None or password is None:
-            return True
-        token = b"\x00" + username.encode() + b"\x00" + password.encode()
-        op, _ = self.call(_OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token)
-        if op != _OP_AUTH_SUCCESS:
-            raise ValueError(f"unexpected opcode {op} after AUTH_RESPONSE")
-        return True
-
-    def query(self, cql: str) -> list[list[bytes | None]]:
-        """Run one statement at consistency ONE; return the rows' raw cells."""
-        encoded = cql.encode("utf-8")
-        body = struct.pack(">i", len(encoded)) + encoded + struct.pack(">HB", 0x0001, 0)
-        op, reader = self.call(_OP_QUERY, body)
-        if op != _OP_RESULT:
-            raise ValueError(f"unexpected opcode {op} after QUERY")
-        if reader.i32() != 2:  # not Rows
-            return []
-        flags, columns = reader.i32(), reader.i32()
-        if flags & 0x0002:
-            reader.cql_bytes()  # paging state
-        if not flags & 0x0004:  # metadata present
-            if flags & 0x0001:
-                reader.cql_string()
-                reader.cql_string()
-            for _ in range(columns):
-                if not flags & 0x0001:
-                    reader.cql_string()
-                    reader.cql_string()
-                reader.cql_string()
-                self._skip_type(reader)
-        return [[reader.cql_bytes() for _ in range(columns)] for _ in range(reader.i32())]
-
-    def _skip_type(self, reader: _Reader) -> None:
-        kind = reader.u16()
-        if kind == 0x0000:
-            reader.cql_string()
-        elif kind in (0x0020, 0x0022):
-            self._skip_type(reader)
-        elif kind == 0x0021:
-            self._skip_type(reader)
-            self._skip_type(reader)
-        elif kind == 0x0030:
-            reader.cql_string()
-            reader.cql_string()
-            for _ in range(reader.u16()):
-                reader.cql_string()
-                self._skip_type(reader)
-        elif kind == 0x0031:
-            for _ in range(reader.u16()):
-                self._skip_type(reader)
-
-
-def cql_release_version(
-    port: int, username: str | None, password: str | None, host: str = HOST, timeout: float = 5.0
-) -> str:
-    """Log in over the native protocol and return `release_version` from system.local."""
-    conn = _CqlConnection(port, host, timeout)
+def probe(settings: Settings, names: Sequence[str], timeout: float = 5.0) -> dict[str, Verdict]:
+    """Each server's readiness: a TCP check, then deploy.readiness in the venv if it is open."""
+    closed = [n for n in names if not port_open(servers(settings)[n].port)]
+    verdicts = {n: Verdict(False, False, "port closed") for n in closed}
+    asked = [n for n in names if n not in closed]
+    if not asked:
+        return verdicts
     try:
-        conn.startup(username, password)
-        rows = conn.query("SELECT release_version FROM system.local")
-    finally:
-        conn.close()
-    if not rows or rows[0][0] is None:
-        raise ValueError("system.local returned no row")
-    return rows[0][0].decode("utf-8")
-
-
-def cql_answers(port: int, host: str = HOST, timeout: float = 3.0) -> bool:
-    """True if a CQL server answers STARTUP (READY or AUTHENTICATE) on host:port."""
-    try:
-        conn = _CqlConnection(port, host, timeout)
-    except OSError:
-        return False
-    try:
-        conn.startup(None, None)
-        return True
-    except (OSError, ValueError, CqlError):
-        return False
-    finally:
-        conn.close()
+        out = run_in_venv(
+            settings,
+            "deploy.readiness",
+            *asked,
+            f"--timeout={timeout}",
+            timeout=8 * timeout + 15,
+            capture=True,
+        )
+        answer = json.loads(out.stdout)
+        return verdicts | {n: Verdict(**answer[n]) for n in asked}
+    except LocalStackError as exc:  # no venv
+        note = f"port open; {exc}"
+    except subprocess.TimeoutExpired:
+        note = "readiness check timed out"
+    except (json.JSONDecodeError, KeyError, TypeError):
+        note = "readiness check failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+    return verdicts | {n: Verdict(False, False, note) for n in asked}
 
 
 # --------------------------------------------------------------------------------------
@@ -1321,97 +1125,21 @@ def start_cassandra(settings: Settings, java: Path, version: str) -> int:
     return pid
 
 
-def _cassandra_logins(settings: Settings) -> list[tuple[str, str]]:
+def cassandra_logins(settings: Settings) -> list[tuple[str, str]]:
+    """The logins a readiness check tries: permstore_admin (if known), then the default."""
     creds = settings.credentials()
     admin = read_password(settings, creds["admin"])
     logins = [(creds["admin"].role, admin)] if admin else []
     return [*logins, (DEFAULT_SUPERUSER, DEFAULT_SUPERUSER_SECRET)]
 
 
-def cassandra_ready(settings: Settings, timeout: float = 5.0) -> tuple[bool, str]:
-    """Whether a CQL query works as permstore_admin (or the default superuser); and a note."""
-    last = "no answer"
-    for role, password in _cassandra_logins(settings):
-        try:
-            release = cql_release_version(settings.cassandra_port, role, password, timeout=timeout)
-        except CqlError as exc:
-            last = f"login as {role} refused" if exc.code == CQL_AUTH_ERROR else str(exc)
-            continue
-        except (OSError, ValueError) as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-        return True, f"release {release}, logged in as {role}"
-    return False, last
-
-
-def cql_rows(
-    port: int, username: str, password: str, cql: str, host: str = HOST, timeout: float = 5.0
-) -> list[list[bytes | None]]:
-    """Log in over the native protocol and return the raw cells of one query's rows."""
-    conn = _CqlConnection(port, host, timeout)
-    try:
-        conn.startup(username, password)
-        return conn.query(cql)
-    finally:
-        conn.close()
-
-
-def roles_in_place(settings: Settings) -> bool:
-    """True if every permstore login works as intended and `cassandra` is disabled."""
-    creds = settings.credentials()
-    passwords = {key: read_password(settings, cred) for key, cred in creds.items()}
-    admin_pw = passwords["admin"]
-    if admin_pw is None or any(pw is None for pw in passwords.values()):
-        return False
-    port = settings.cassandra_port
-    try:
-        rows = cql_rows(
-            port,
-            creds["admin"].role,
-            admin_pw,
-            "SELECT role, can_login, is_superuser FROM system_auth.roles",
-        )
-        flags = {(r[0] or b"").decode(): (r[1] == b"\x01", r[2] == b"\x01") for r in rows if r[0]}
-        expected = {
-            creds["admin"].role: (True, True),
-            creds["processor"].role: (True, False),
-            creds["api"].role: (True, False),
-            DEFAULT_SUPERUSER: (False, False),
-        }
-        if any(flags.get(role, expected[role]) != want for role, want in expected.items()):
-            return False
-        if any(role not in flags for role in expected if role != DEFAULT_SUPERUSER):
-            return False
-        for key in ("processor", "api"):
-            cql_release_version(port, creds[key].role, passwords[key] or "")
-    except (OSError, ValueError, CqlError):
-        return False
-    return True
-
-
 def bootstrap_roles(settings: Settings, timeout: float = 120.0) -> None:
-    """Create the permstore logins and disable the default superuser (idempotent)."""
+    """Create or check the permstore logins and disable the default superuser (idempotent)."""
     for cred in settings.credentials().values():
         ensure_password(settings, cred)
-    python = find_venv_python(settings)
-    env = dict(settings.env)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(settings.repo), env.get("PYTHONPATH", "")) if p
-    )
-    env["PERMSTORE_LOCAL_DIR"] = str(settings.local_dir)
-    cmd = [
-        python,
-        "-m",
-        "deploy.cassandra_roles",
-        "--host",
-        HOST,
-        "--port",
-        str(settings.cassandra_port),
-        "--timeout",
-        str(timeout),
-    ]
-    result = subprocess.run(cmd, cwd=settings.repo, env=env, check=False)
-    if result.returncode != 0:
-        raise LocalStackError("setting up the Cassandra logins failed (see above)")
+    args = ("--host", HOST, "--port", str(settings.cassandra_port), "--timeout", str(timeout))
+    if run_in_venv(settings, "deploy.cassandra_roles", *args).returncode != 0:
+        raise LocalStackError("could not set up the logins (see above)")
 
 
 # --------------------------------------------------------------------------------------
@@ -1440,30 +1168,9 @@ class _Pending:
     pid: int | None  # None: a server we did not start (reused as is)
     started_at: float
     deadline: float
-    check: Callable[[], tuple[bool, str]]
     watch: _LogWatch | None
     last_note: str = "starting"
     ready_after: float | None = None
-
-
-def _kafka_check(settings: Settings) -> Callable[[], tuple[bool, str]]:
-    def check() -> tuple[bool, str]:
-        try:
-            meta = kafka_metadata(settings.kafka_port, timeout=3.0)
-        except (OSError, ValueError) as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-        return True, f"cluster {meta.cluster_id}, brokers {list(meta.brokers)}"
-
-    return check
-
-
-def _cassandra_check(settings: Settings) -> Callable[[], tuple[bool, str]]:
-    def check() -> tuple[bool, str]:
-        if cql_answers(settings.cassandra_port):
-            return True, "CQL server answers"
-        return False, "CQL port not answering yet"
-
-    return check
 
 
 def _fail(pending: _Pending, why: str) -> LocalStackError:
@@ -1474,16 +1181,19 @@ def _fail(pending: _Pending, why: str) -> LocalStackError:
     )
 
 
-def _wait_all(pendings: list[_Pending]) -> None:
-    waiting = list(pendings)
+def _wait_all(settings: Settings, pendings: list[_Pending]) -> None:
+    waiting = [p for p in pendings if p.ready_after is None]
     while waiting:
-        for p in list(waiting):
+        for p in waiting:
             if p.pid is not None and not pid_alive(p.pid):
                 raise _fail(p, f"exited during start-up (pid {p.pid})")
-            log_ok = p.watch is None or p.watch.seen()
-            if log_ok:
-                ok, p.last_note = p.check()
-                if ok:
+        # One readiness run for every server whose log says it is up (or that has no log).
+        logged = [p for p in waiting if p.watch is None or p.watch.seen()]
+        verdicts = probe(settings, [p.server.name for p in logged]) if logged else {}
+        for p in list(waiting):
+            if p in logged:
+                p.last_note = verdicts[p.server.name].note
+                if verdicts[p.server.name].answers:
                     p.ready_after = time.monotonic() - p.started_at
                     say(f"{p.server.name}: ready after {p.ready_after:.1f}s ({p.last_note})")
                     waiting.remove(p)
@@ -1507,6 +1217,7 @@ def _selected(only: Sequence[str] | None) -> tuple[str, ...]:
 def up(settings: Settings, only: Sequence[str] | None = None) -> dict[str, float]:
     """Start (or reuse) Kafka and Cassandra, wait until ready, set up logins; return timings."""
     versions = _ensure_fetched(settings)
+    find_venv_python(settings)  # readiness and logins need it: fail now, not after a start
     java: Path | None = None  # looked up only if something has to be started
     for d in (settings.kafka_dir, settings.cassandra_dir, settings.logs_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -1515,7 +1226,6 @@ def up(settings: Settings, only: Sequence[str] | None = None) -> dict[str, float
     with _locked(settings):
         svs = servers(settings)
         starters = {"cassandra": start_cassandra, "kafka": start_kafka}
-        checks = {"kafka": _kafka_check(settings), "cassandra": _cassandra_check(settings)}
         timeouts = {"kafka": settings.kafka_timeout, "cassandra": settings.cassandra_timeout}
         pendings: list[_Pending] = []
         # On a node that already has its auth tables, a refused login will not heal by waiting.
@@ -1528,40 +1238,30 @@ def up(settings: Settings, only: Sequence[str] | None = None) -> dict[str, float
             pid = our_pid(server)
             if pid is not None:
                 say(f"{name}: already running (pid {pid}), reusing it")
-                pendings.append(
-                    _Pending(server, pid, now, now + timeouts[name], checks[name], None)
-                )
+                pendings.append(_Pending(server, pid, now, now + timeouts[name], None))
                 continue
             server.pid_file.unlink(missing_ok=True)
             if port_open(server.port):
-                ok, note = checks[name]()
-                if not ok:
+                verdict = probe(settings, [name])[name]
+                if not verdict.answers:
                     raise LocalStackError(
                         f"port {server.port} is in use by something that is not a working "
-                        f"{name} ({note}); stop it or choose another port "
+                        f"{name} ({verdict.note}); stop it or choose another port "
                         f"(PERMSTORE_{name.upper()}_PORT)"
                     )
                 say(
                     f"{name}: a server not started by this script answers on port "
-                    f"{server.port}; reusing it ({note})"
+                    f"{server.port}; reusing it ({verdict.note})"
                 )
-                pendings.append(_Pending(server, None, now, now + 5, checks[name], None))
+                pendings.append(_Pending(server, None, now, now, None, verdict.note, 0.0))
                 continue
             java = java or find_java(settings)
             pid = starters[name](settings, java, versions[name])
             fresh_cassandra = fresh_cassandra or (name == "cassandra" and not had_auth)
-            pendings.append(
-                _Pending(
-                    server,
-                    pid,
-                    now,
-                    now + timeouts[name],
-                    checks[name],
-                    _LogWatch(server.log_file, server.ready_line),
-                )
-            )
+            watch = _LogWatch(server.log_file, server.ready_line)
+            pendings.append(_Pending(server, pid, now, now + timeouts[name], watch))
         try:
-            _wait_all(pendings)
+            _wait_all(settings, pendings)
         except LocalStackError:
             # Leave nothing half-started behind: the next `up` would only reuse a broken server.
             for p in pendings:
@@ -1584,19 +1284,13 @@ def _set_up_logins(
     settings: Settings, cass: _Pending, fresh: bool, timings: dict[str, float]
 ) -> None:
     t_roles = time.monotonic()
-    for cred in settings.credentials().values():
-        ensure_password(settings, cred)
-    if roles_in_place(settings):
-        say("cassandra: logins already in place (permstore_admin, _processor, _api)")
-    else:
-        say("cassandra: setting up logins (permstore_admin, _processor, _api)")
+    say("cassandra: checking the logins (permstore_admin, _processor, _api)")
+    try:
         bootstrap_roles(settings, timeout=120.0 if fresh else 30.0)
-    ok, note = cassandra_ready(settings)
-    if not ok:
-        raise _fail(cass, f"does not answer a CQL query as permstore_admin ({note})")
+    except LocalStackError as exc:
+        raise _fail(cass, str(exc)) from None
     timings["cassandra_logins_s"] = round(time.monotonic() - t_roles, 1)
     timings["cassandra_ready_with_logins_s"] = round(time.monotonic() - cass.started_at, 1)
-    say(f"cassandra: CQL query as permstore_admin works ({note})")
 
 
 def _terminate(pid: int, timeout: float) -> None:
@@ -1649,22 +1343,20 @@ def down(settings: Settings, only: Sequence[str] | None = None, timeout: float =
 
 def status(settings: Settings, only: Sequence[str] | None = None) -> dict[str, dict[str, object]]:
     """Running?, pid, port and readiness of each server."""
+    names = _selected(only)
+    verdicts = probe(settings, names)
     report: dict[str, dict[str, object]] = {}
-    for name in _selected(only):
+    for name in names:
         server = servers(settings)[name]
         pid = our_pid(server)
-        listening = port_open(server.port)
-        if name == "kafka":
-            ready, note = _kafka_check(settings)() if listening else (False, "port closed")
-        else:
-            ready, note = cassandra_ready(settings) if listening else (False, "port closed")
+        verdict = verdicts[name]
         report[name] = {
-            "running": pid is not None or listening,
+            "running": pid is not None or port_open(server.port),
             "ours": pid is not None,
             "pid": pid,
             "port": server.port,
-            "ready": ready,
-            "note": note,
+            "ready": verdict.ready,
+            "note": verdict.note,
             "log": str(server.log_file),
         }
     return report

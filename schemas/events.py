@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -44,6 +44,22 @@ def _require_rfc3339(value: object) -> object:
     return value
 
 
+# The latest time every part of the service can represent and render (Python's datetime ends
+# in year 9999; a later UTC instant, or a sub-second one in its last second, breaks rendering).
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+RANGE_RULE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+
+
+def _require_in_range(value: datetime) -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(RANGE_RULE) from None
+    if in_utc > LATEST_TIME:
+        raise ValueError(RANGE_RULE)
+    return value
+
+
 def _rfc3339(value: datetime) -> str:
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
@@ -60,6 +76,7 @@ Permission = Annotated[str, Field(max_length=70), _grammar(ids.is_permission, id
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_require_rfc3339),
+    AfterValidator(_require_in_range),
     PlainSerializer(_rfc3339, return_type=str),
 ]
 EventId = Annotated[str, Field(min_length=1, max_length=128)]

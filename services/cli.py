@@ -460,7 +460,7 @@ def _listed(cfg: CliConfig, key: str, listing: Listing, noun: str) -> None:
         render.principals(console, listing.items)
     else:
         render.history(console, listing.items)
-    count = f"{len(listing.items)} {noun}"
+    count = f"{len(listing.items)} {noun if len(listing.items) != 1 else noun[:-1]}"
     if listing.next_cursor:
         note(f"{count}; more remain: --cursor {listing.next_cursor}")
     else:

@@ -49,7 +49,8 @@ def decision(
         line.append(f"  at {at}")
     console.print(line)
     if reasons:
-        table = Table("kind", "grant", "via group", "via role", "expires", title=None)
+        table = Table("kind", "grant", "via group", "via role")
+        table.add_column("expires", no_wrap=True)
         for reason in reasons:
             grant = reason.get("grant") or {}
             table.add_row(
@@ -69,7 +70,9 @@ def decision(
 
 def permissions(console: Console, items: Sequence[Mapping[str, Any]]) -> None:
     """A principal's effective permissions."""
-    table = Table("resource", "action", "expires", "why")
+    table = Table("resource", "action")
+    table.add_column("expires", no_wrap=True)
+    table.add_column("why")
     for item in items:
         table.add_row(
             escape(str(item.get("resource", ""))),
@@ -112,7 +115,11 @@ def event_summary(event: Mapping[str, Any]) -> str:
 
 def history(console: Console, items: Sequence[Mapping[str, Any]]) -> None:
     """The audit timeline, oldest first."""
-    table = Table("recorded at", "position", "type", "actor", "change", "reason")
+    table = Table()
+    table.add_column("recorded at", no_wrap=True)
+    table.add_column("position", no_wrap=True, justify="right")
+    for name in ("type", "actor", "change", "reason"):
+        table.add_column(name)
     for item in items:
         event = item.get("event") or {}
         table.add_row(

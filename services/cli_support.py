@@ -236,7 +236,7 @@ def guard(cfg: CliConfig) -> Iterator[None]:
     """Map every failure inside to an error on stderr and its exit code."""
     try:
         yield
-    except (click.exceptions.Exit, click.ClickException, typer.Abort):
+    except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
         raise
     except PermstoreError as exc:
         fail(

@@ -38,11 +38,13 @@ def to_raw(message: Any) -> RawRecord:
 
 
 def build_app(
-    settings: Settings, make_processor: Callable[[DeadLetterSink], BatchProcessor]
+    settings: Settings,
+    group: str,
+    make_processor: Callable[[DeadLetterSink], BatchProcessor],
 ) -> faust.App:
-    """Create the faust app with its projecting agent and the processor it feeds."""
+    """Create the faust app (consumer group `group`) with its agent and the processor it feeds."""
     app = faust.App(
-        settings.processor_group,
+        group,
         broker=f"kafka://{settings.kafka_bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
@@ -99,6 +101,11 @@ def build_app(
             if position is not None and highwater is not None:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
 
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions may move to another processor: forget every cached state."""
+        processor.forget_states()
+
+    app.on_partitions_revoked.connect(on_revoked)
     app.agent(events_topic, name="permstore.project", concurrency=1)(project)
     app.timer(interval=5.0)(report_lag)
     return app

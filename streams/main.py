@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import faust
 import structlog
 from prometheus_client import start_http_server
 
-from adapters.cassandra import active_generation, connect
+from adapters.cassandra import active_generation, connect, execute
 from adapters.logging import configure_logging
 from adapters.settings import Settings
 from streams.app import build_app
@@ -17,17 +18,21 @@ from streams.view_writer import ViewWriter
 
 log = structlog.get_logger("permstore.processor")
 
+GENERATION_POLL_SECONDS = 5.0
+
 
 def main() -> None:
-    """Run the processor in the foreground until SIGTERM or Ctrl-C."""
+    """Run the processor in the foreground until SIGTERM or Ctrl-C.
+
+    With PERMSTORE_GENERATION set it writes that generation (a rebuild); otherwise it follows
+    the active generation and exits when another one becomes active, so its supervisor
+    restarts it on the new one.
+    """
     configure_logging()
     settings = Settings()
     cluster, session = connect(settings, "processor", request_timeout=10.0)
-    generation = int(
-        os.environ.get("PERMSTORE_GENERATION")
-        or active_generation(session, settings.cassandra_keyspace)
-        or 1
-    )
+    pinned = os.environ.get("PERMSTORE_GENERATION")
+    generation = int(pinned or active_generation(session, settings.cassandra_keyspace) or 1)
     writer = ViewWriter(
         session, settings.cassandra_keyspace, generation, settings.processor_write_concurrency
     )
@@ -35,11 +40,24 @@ def main() -> None:
     def make_processor(sink: DeadLetterSink) -> BatchProcessor:
         return BatchProcessor(writer, sink, settings.tenant_cache_entries)
 
-    app = build_app(settings, make_processor)
+    app = build_app(settings, settings.group_for(generation), make_processor)
+    if not pinned:
+        query = (
+            f"SELECT id FROM {settings.cassandra_keyspace}.active_generation WHERE singleton = 0"
+        )
+
+        async def follow_active_generation() -> None:
+            """Stop (gracefully) when readers have switched to another generation."""
+            rows = list(await execute(session, query))
+            if rows and rows[0][0] is not None and int(rows[0][0]) != generation:
+                log.info("generation.switched", old=generation, new=int(rows[0][0]))
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        app.timer(interval=GENERATION_POLL_SECONDS)(follow_active_generation)
     metrics_port = int(os.environ.get("PERMSTORE_PROCESSOR_METRICS_PORT", "9108"))
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
-    log.info("processor.start", generation=generation, metrics_port=metrics_port)
+    log.info("processor.start", generation=generation, pinned=bool(pinned), port=metrics_port)
     try:
         faust.Worker(app, loglevel="WARNING").execute_from_commandline()
     finally:

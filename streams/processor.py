@@ -143,12 +143,14 @@ class BatchProcessor:
         metrics.SNAPSHOTS.inc()
         log.info("snapshot.written", tenant=tenant, offset=state.applied_offset, bytes=size)
 
+    def forget_states(self) -> None:
+        """Drop cached states: after a rebalance another processor may have advanced them."""
+        self._states.clear()
+
     async def _state_for(self, tenant: str) -> TenantState:
         cached = self._states.get(tenant)
-        applied = await self._writer.applied_offset(tenant)
-        if cached is not None and cached.applied_offset == applied:
+        if cached is not None:
             return cached
-        # Missing, or another processor advanced this tenant since we last held it.
         state = await self._writer.load_state(tenant)
         metrics.STATE_LOADS.inc()
         return state

@@ -12,11 +12,12 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 from asgi_correlation_id import CorrelationIdMiddleware
+from cassandra.cluster import Session
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.cassandra import active_generation, connect
+from adapters.cassandra import active_generation, connect, execute
 from adapters.kafka_lag import LagProbe
 from adapters.logging import configure_logging
 from adapters.settings import Settings
@@ -33,6 +34,8 @@ from services.api.routes import router
 from services.auth_settings import AuthSettings, build_authenticator
 
 log = structlog.get_logger("permstore.api")
+
+GENERATION_POLL_SECONDS = float(os.environ.get("PERMSTORE_GENERATION_POLL_SECONDS", "2"))
 
 DESCRIPTION = """
 permstore answers "may this principal do this action on this resource?" from views that a
@@ -63,7 +66,8 @@ class Readiness:
             ok, checks["cassandra"] = False, f"unreachable ({type(exc).__name__})"
         if self._probe is not None:
             try:
-                lag = await asyncio.wait_for(self._probe.lag(), 3.0)
+                group = self._services.settings.group_for(self._services.reader.generation)
+                lag = await asyncio.wait_for(self._probe.lag(group), 3.0)
                 total = sum(lag.values())
                 checks["kafka"] = "ok"
                 checks["lag"] = total
@@ -113,12 +117,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.services = services
     app.state.readiness = Readiness(services, probe)
     log.info("api.start", generation=generation, pid=os.getpid())
+    watcher = asyncio.create_task(follow_active_generation(services, session))
     try:
         yield
     finally:
+        watcher.cancel()
         await probe.close()
         await producer.stop()
         await asyncio.to_thread(cluster.shutdown)
+
+
+async def follow_active_generation(services: Services, session: Session) -> None:
+    """Switch reads to a newly activated generation; requests in flight finish on the old one."""
+    keyspace = services.settings.cassandra_keyspace
+    while True:
+        await asyncio.sleep(GENERATION_POLL_SECONDS)
+        try:
+            rows = list(
+                await execute(
+                    session, f"SELECT id FROM {keyspace}.active_generation WHERE singleton = 0"
+                )
+            )
+        except Exception as exc:
+            log.warning("generation.poll_failed", error=type(exc).__name__)
+            continue
+        active = int(rows[0][0]) if rows and rows[0][0] is not None else None
+        if active is not None and active != services.reader.generation:
+            reader = await asyncio.to_thread(ViewReader, session, keyspace, active)
+            log.info("generation.switched", old=services.reader.generation, new=active)
+            services.reader = reader
 
 
 def create_app() -> FastAPI:

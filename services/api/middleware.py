@@ -63,18 +63,27 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _TooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # The app may have caught the error while reading the body (FastAPI turns it
+                # into a 400); whatever it answers, the answer is 413.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_error(send, 413, "too_large", "request body over 4 MiB", [])
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -382,7 +382,7 @@ async def audit_events(
     require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     subjects = audit_subjects(principal, resource)
     start, end = parse_time("from", from_), parse_time("to", to)
-    after_key = cursors.decode_cursor("audit", cursor, 2)
+    after_key = cursors.decode_cursor("audit", cursor, 2, int)
     after = (int(after_key[0]), int(after_key[1])) if after_key else (-1, -1)
     if start is not None:
         after = max(after, (to_micros(start) - 1, 2**62))

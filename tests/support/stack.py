@@ -148,7 +148,8 @@ class ManagedProcess:
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOGS / f"{name}.log"
+        namespace = env.get("PERMSTORE_CASSANDRA_KEYSPACE", "permstore")
+        self.log_path = LOGS / f"{namespace}-{name}.log"
 
     def start(self) -> None:
         """Start the process, appending to its log."""

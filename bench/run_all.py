@@ -1,0 +1,106 @@
+"""Run the benchmark scenarios: `python -m bench.run_all [--quick|--full] [--only s1,s3]`.
+
+Needs Kafka and Cassandra up (`make servers` or `python deploy/localstack.py up`). Each
+scenario creates its own topic, keyspace and consumer group, starts its own processor and API,
+and drops its namespace at the end. Results: bench/results/*.json, *.png and summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+from bench.common import REPO, say
+from bench.report import ScenarioReport, write_summary
+from bench.scenario import Options
+
+SCENARIOS: dict[str, str] = {
+    "s1": "bench.scenarios.s1_checks",
+    "s2": "bench.scenarios.s2_propagation",
+    "s3": "bench.scenarios.s3_materializer",
+    "s4": "bench.scenarios.s4_rebuild",
+    "s5": "bench.scenarios.s5_audit",
+    "scaling": "bench.scenarios.scaling",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run_all", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="short runs, small data (default)")
+    size.add_argument("--full", action="store_true", help="longer runs, the issue's full sizes")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios to run (default all): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the API")
+    parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
+    parser.add_argument("--keep-data", action="store_true", help="keep each scenario's namespace")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy profiles of the API and the processor"
+    )
+    return parser.parse_args(argv)
+
+
+def servers_up() -> bool:
+    """True when localstack reports Kafka and Cassandra ready."""
+    status = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "localstack.py"), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    text = status.stdout
+    return status.returncode == 0 and text.count("ready") >= 2 and "not ready" not in text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen scenarios; a failing scenario is reported and the others still run."""
+    args = parse_args(argv)
+    options = Options(
+        full=bool(args.full),
+        workers=max(1, args.workers),
+        load_procs=max(1, args.load_procs),
+        keep_data=bool(args.keep_data),
+        profile=bool(args.profile),
+    )
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        say(f"unknown scenarios: {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
+        return 2
+    if not servers_up():
+        say("Kafka and Cassandra are not both ready: run `make servers` (or `make run`) first")
+        return 2
+    say(f"mode {options.mode}, API workers {options.workers}, scenarios {', '.join(chosen)}")
+    failed: list[str] = []
+    for key in chosen:
+        started = time.monotonic()
+        module = importlib.import_module(SCENARIOS[key])
+        run: Callable[[Options], ScenarioReport] = module.run
+        try:
+            report = run(options)
+            path = report.write()
+            say(f"{key}: done in {time.monotonic() - started:.0f}s -> {path.relative_to(REPO)}")
+        except Exception:
+            failed.append(key)
+            say(f"{key}: FAILED after {time.monotonic() - started:.0f}s")
+            traceback.print_exc()
+    summary = write_summary()
+    say(f"summary: {summary.relative_to(REPO)}")
+    if failed:
+        say(f"failed scenarios: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,363 @@
+"""Our processes for one benchmark scenario, in a namespace of their own.
+
+Like tests/support/stack.py (same environment variables, same isolation: topic, DLQ topic,
+keyspace and consumer group per namespace), but the API runs with N uvicorn workers, the
+processor exposes its metrics on a free port, and processes run from .local/bench so faust's
+data directories do not land in the repository root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from adapters.settings import Settings
+from bench.common import LOGS, REPO, WORKDIR, Deadline, say
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Namespace:
+    """Topic, keyspace and consumer group of one scenario, and the environment naming them."""
+
+    name: str
+    env: dict[str, str]
+
+    @classmethod
+    def create(cls, scenario: str) -> Namespace:
+        """A fresh namespace (unique per run) for a scenario."""
+        name = f"b{scenario}{uuid.uuid4().hex[:6]}"
+        env = dict(os.environ)
+        env.update(
+            {
+                "PERMSTORE_EVENTS_TOPIC": f"permstore.{name}.events",
+                "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
+                "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
+                "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
+                "PERMSTORE_AUTH_KEYS_DIR": str(REPO / ".local" / "keys"),
+                "PERMSTORE_LOG_LEVEL": "WARNING",
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+                ),
+            }
+        )
+        return cls(name=name, env=env)
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings as this namespace's processes see them."""
+        values: dict[str, Any] = {
+            "kafka_bootstrap": self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            "events_topic": self.env["PERMSTORE_EVENTS_TOPIC"],
+            "dlq_topic": self.env["PERMSTORE_DLQ_TOPIC"],
+            "cassandra_keyspace": self.env["PERMSTORE_CASSANDRA_KEYSPACE"],
+            "processor_group": self.env["PERMSTORE_PROCESSOR_GROUP"],
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Kafka bootstrap servers."""
+        return self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+    @property
+    def topic(self) -> str:
+        """The events topic."""
+        return self.env["PERMSTORE_EVENTS_TOPIC"]
+
+    def bootstrap(self) -> None:
+        """Create the topics, keyspace, migrations and generation 1 (idempotent)."""
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-m", "adapters.bootstrap"],
+            check=True,
+            cwd=REPO,
+            env=self.env,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+        )
+        say(f"namespace {self.name} bootstrapped in {time.monotonic() - started:.1f}s")
+
+    def drop(self) -> None:
+        """Delete the namespace's topics and keyspace."""
+        drop_namespace(self.settings())
+
+
+def drop_namespace(settings: Settings) -> None:
+    """Delete a namespace's topics and keyspace (best effort, bounded)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from adapters.cassandra import connect
+
+    async def drop_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
+            if names:
+                await admin.delete_topics(sorted(names))
+        finally:
+            await admin.close()
+
+    try:
+        asyncio.run(drop_topics())
+    except Exception as exc:
+        say(f"could not delete topics of {settings.events_topic}: {exc!r}")
+    try:
+        cluster, session = connect(settings, "admin", request_timeout=120)
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
+        finally:
+            cluster.shutdown()
+    except Exception as exc:
+        say(f"could not drop keyspace {settings.cassandra_keyspace}: {exc!r}")
+
+
+class BenchProcess:
+    """One of our processes, run from .local/bench with its log in .local/logs/bench."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.command = command
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        LOGS.mkdir(parents=True, exist_ok=True)
+        WORKDIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{name}.log"
+
+    def start(self) -> None:
+        """Start the process, appending to its log."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=WORKDIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    @property
+    def pid(self) -> int:
+        """The process id (the process must have been started)."""
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while running."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM and wait; SIGKILL past the bound."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of its log, for error messages."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
+
+
+class Processor(BenchProcess):
+    """The stream processor, with its Prometheus metrics on a free loopback port."""
+
+    def __init__(self, namespace: Namespace, name: str, **env_overrides: str) -> None:
+        self.metrics_port = free_port()
+        env = dict(namespace.env, PERMSTORE_PROCESSOR_METRICS_PORT=str(self.metrics_port))
+        env.update(env_overrides)
+        super().__init__(name, [sys.executable, "-m", "streams.main"], env)
+
+    def metrics(self) -> dict[str, float]:
+        """Current metric values by name (labelled series keep their labels)."""
+        response = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)
+        values: dict[str, float] = {}
+        for line in response.text.splitlines():
+            if line.startswith("#"):
+                continue
+            match = _METRIC_LINE.match(line)
+            if match:
+                try:
+                    values[match.group(1)] = float(match.group(2))
+                except ValueError:
+                    continue
+        return values
+
+    def applied(self) -> tuple[float, float]:
+        """(events applied, view changes written) since this process started."""
+        values = self.metrics()
+        return (
+            values.get("permstore_events_applied_total", 0.0),
+            values.get("permstore_view_changes_total", 0.0),
+        )
+
+    def wait_metrics(self, timeout: float = 120) -> None:
+        """Wait until the metrics endpoint answers."""
+        deadline = Deadline.after(timeout)
+        while not deadline.passed():
+            if not self.alive():
+                raise RuntimeError(f"{self.name} died:\n{self.log_tail()}")
+            try:
+                self.metrics()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} metrics never answered:\n{self.log_tail()}")
+
+
+class Api(BenchProcess):
+    """The API under uvicorn with N worker processes on a free loopback port."""
+
+    def __init__(self, namespace: Namespace, workers: int, name: str = "api") -> None:
+        self.port = free_port()
+        self.workers = workers
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        super().__init__(name, command, namespace.env)
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the processes that serve requests (the supervisor itself when workers=1)."""
+        import psutil
+
+        if self.workers <= 1:
+            return [self.pid]
+        pids = []
+        for child in psutil.Process(self.pid).children(recursive=True):
+            try:
+                if "spawn_main" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                continue
+        return sorted(pids)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Wait until every worker runs and /readyz answers 200 a few times in a row."""
+        deadline = Deadline.after(timeout)
+        last = ""
+        streak = 0
+        while not deadline.passed():
+            if not self.alive():
+                raise RuntimeError(f"{self.name} died:\n{self.log_tail()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=3)
+                ok = response.status_code == 200 and len(self.worker_pids()) == max(
+                    1, self.workers
+                )
+                streak = streak + 1 if ok else 0
+                last = response.text
+                if streak >= 2 * max(1, self.workers):
+                    return
+            except httpx.HTTPError as exc:
+                streak, last = 0, repr(exc)
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} not ready: {last}\n{self.log_tail()}")
+
+
+def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
+    """A signed token the bench API accepts (dev key in .local/keys)."""
+    from services.auth_settings import AuthSettings, build_issuer
+
+    settings = AuthSettings(keys_dir=REPO / ".local" / "keys")
+    return build_issuer(settings).issue(f"service:bench-{os.getpid()}", tenant, scopes, timedelta(hours=2))
+
+
+def consumer_group(settings: Settings, generation: int = 1) -> str:
+    """The processor's consumer group for a generation of views."""
+    return settings.group_for(generation)
+
+
+def wait_lag_zero(settings: Settings, timeout: float, generation: int = 1) -> float:
+    """Wait until the processor group has committed every record; returns seconds waited."""
+    from adapters.kafka_lag import LagProbe
+
+    group = consumer_group(settings, generation)
+
+    async def run() -> float:
+        probe = LagProbe(settings)
+        await probe.start()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                if sum((await probe.lag(group)).values()) == 0:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.2)
+        finally:
+            await probe.close()
+        raise TimeoutError(f"group {group} did not catch up in {timeout:.0f}s")
+
+    return asyncio.run(run())
+
+
+def wait_applied(
+    processor: Processor,
+    target: float,
+    timeout: float,
+    poll: float = 0.1,
+    *,
+    partial: bool = False,
+) -> list[tuple[float, float, float]]:
+    """Poll the processor's counters until events applied reach target.
+
+    Returns the samples (monotonic time, events applied, view changes), first and last included.
+    Past the timeout: raises, or with partial=True returns the samples so far.
+    """
+    deadline = Deadline.after(timeout)
+    samples: list[tuple[float, float, float]] = []
+    while True:
+        if not processor.alive():
+            raise RuntimeError(f"{processor.name} died:\n{processor.log_tail()}")
+        try:
+            applied, changes = processor.applied()
+            samples.append((time.monotonic(), applied, changes))
+            if applied >= target:
+                return samples
+        except httpx.HTTPError:
+            pass
+        if deadline.passed():
+            if partial:
+                return samples
+            have = samples[-1][1] if samples else 0
+            raise TimeoutError(
+                f"{processor.name} applied {have:.0f} of {target:.0f} events in {timeout:.0f}s"
+            )
+        time.sleep(poll)

@@ -1,0 +1,273 @@
+"""Operations: rebuild views into a new generation, list and drop generations, status."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cassandra.cluster import Session
+
+from adapters.cassandra import active_generation, connect, ensure_generation, execute
+from adapters.kafka_lag import LagProbe
+from adapters.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+GENERATION_TABLES = (
+    "permissions_by_principal",
+    "principals_by_pattern",
+    "projector_state",
+    "event_log",
+    "audit_index",
+    "months",
+    "snapshot_index",
+    "snapshot_chunks",
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class GenerationInfo:
+    """One generation of views."""
+
+    id: int
+    state: str
+    created_at: Any
+    switched_at: Any
+    active: bool
+
+
+@dataclass
+class RebuildResult:
+    """What a rebuild did."""
+
+    generation: int
+    seconds: float
+    events: int
+    tenants_compared: int = 0
+    tenants_skipped: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    switched: bool = False
+
+
+def list_generations(session: Session, keyspace: str) -> list[GenerationInfo]:
+    """Every generation with its state; the active one flagged."""
+    active = active_generation(session, keyspace)
+    rows = session.execute(f"SELECT id, state, created_at, switched_at FROM {keyspace}.generations")
+    return sorted(
+        (GenerationInfo(int(r[0]), r[1], r[2], r[3], int(r[0]) == active) for r in rows),
+        key=lambda g: g.id,
+    )
+
+
+def drop_generation(session: Session, keyspace: str, generation: int) -> None:
+    """Drop an inactive generation's tables; refuses the active one."""
+    if active_generation(session, keyspace) == generation:
+        raise ValueError(f"generation {generation} is active; switch before dropping it")
+    for table in GENERATION_TABLES:
+        session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
+    session.execute(f"DELETE FROM {keyspace}.generations WHERE id = %s", (generation,))
+
+
+def live_digest(session: Session, keyspace: str, generation: int) -> dict[str, str]:
+    """Per tenant, a digest of every live permission source of a generation."""
+    now = time.time_ns() // 1000
+    per_tenant: dict[str, list[str]] = defaultdict(list)
+    statement = session.prepare(
+        "SELECT tenant, principal, pattern, action, sources "
+        f"FROM {keyspace}.permissions_by_principal_g{generation}"
+    )
+    statement.fetch_size = 5000
+    for tenant, principal, pattern, action, sources in session.execute(statement):
+        for source, expires in sorted((sources or {}).items()):
+            # Sources expiring soon may be expired in one generation and not the other.
+            if expires == 0 or expires > now + 60_000_000:
+                per_tenant[tenant].append(f"{principal}\x1f{pattern}\x1f{action}\x1f{source}")
+    return {
+        tenant: hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+        for tenant, lines in per_tenant.items()
+    }
+
+
+def applied_offsets(session: Session, keyspace: str, generation: int) -> dict[str, int]:
+    """The applied offset of every tenant in a generation."""
+    rows = session.execute(
+        f"SELECT DISTINCT tenant, applied_offset FROM {keyspace}.projector_state_g{generation}"
+    )
+    return {r[0]: int(r[1]) for r in rows if r[1] is not None}
+
+
+def compare_generations(
+    session: Session, keyspace: str, old: int, new: int
+) -> tuple[int, int, list[str]]:
+    """Compare tenants both generations applied to the same offset: (compared, skipped, bad)."""
+    old_offsets, new_offsets = (
+        applied_offsets(session, keyspace, old),
+        applied_offsets(session, keyspace, new),
+    )
+    same = {t for t, o in new_offsets.items() if old_offsets.get(t) == o}
+    old_digest, new_digest = (
+        live_digest(session, keyspace, old),
+        live_digest(session, keyspace, new),
+    )
+    bad = sorted(t for t in same if old_digest.get(t) != new_digest.get(t))
+    skipped = len(set(old_offsets) | set(new_offsets)) - len(same)
+    return len(same), skipped, bad
+
+
+async def _wait_caught_up(
+    settings: Settings, generation: int, process: subprocess.Popen[bytes], progress: Progress
+) -> int:
+    probe = LagProbe(settings)
+    await probe.start()
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"rebuild processor exited with {process.returncode}")
+            ends = await probe.end_offsets(settings.events_topic)
+            lag = await probe.lag(settings.group_for(generation))
+            total = sum(ends.values())
+            progress(total - sum(lag.values()), total)
+            if sum(lag.values()) == 0:
+                return total
+            await asyncio.sleep(0.5)
+    finally:
+        await probe.close()
+
+
+async def _group_members(settings: Settings, group: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+        return sum(len(g.members) for g in described[0].groups) if described else 0
+    finally:
+        await admin.close()
+
+
+def rebuild(
+    settings: Settings,
+    progress: Progress,
+    *,
+    switch: bool = True,
+    handover_seconds: float = 60.0,
+    log: Callable[[str], None] = print,
+) -> RebuildResult:
+    """Replay the topic into a new generation while the current one serves; verify; switch."""
+    cluster, session = connect(settings, "admin", request_timeout=60.0)
+    started = time.monotonic()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        keyspace = settings.cassandra_keyspace
+        old = active_generation(session, keyspace) or 1
+        new = max(g.id for g in list_generations(session, keyspace)) + 1
+        ensure_generation(session, settings, new)
+        session.execute(
+            f"INSERT INTO {keyspace}.generations (id, state, created_at) "
+            "VALUES (%s, 'building', toTimestamp(now()))",
+            (new,),
+        )
+        log(f"building generation {new} (generation {old} keeps serving)")
+        env = dict(os.environ, PERMSTORE_GENERATION=str(new), PERMSTORE_PROCESSOR_METRICS_PORT="0")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.main"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        events = asyncio.run(_wait_caught_up(settings, new, process, progress))
+        result = RebuildResult(new, time.monotonic() - started, events)
+        log(f"generation {new} caught up: {events} records in {result.seconds:.1f} s; verifying")
+        compared, skipped, bad = compare_generations(session, keyspace, old, new)
+        result.tenants_compared, result.tenants_skipped, result.mismatches = compared, skipped, bad
+        if bad:
+            session.execute(
+                f"UPDATE {keyspace}.generations SET state = 'failed' WHERE id = %s", (new,)
+            )
+            log(f"verification failed for {len(bad)} tenants; generation {old} stays active")
+            return result
+        session.execute(f"UPDATE {keyspace}.generations SET state = 'ready' WHERE id = %s", (new,))
+        if switch:
+            _switch(session, keyspace, old, new)
+            result.switched = True
+            log(f"switched readers to generation {new}")
+            _hand_over(settings, new, handover_seconds, log)
+        return result
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        cluster.shutdown()
+
+
+def _switch(session: Session, keyspace: str, old: int, new: int) -> None:
+    session.execute(
+        f"INSERT INTO {keyspace}.active_generation (singleton, id) VALUES (0, %s)", (new,)
+    )
+    session.execute(
+        f"UPDATE {keyspace}.generations SET state = 'active', switched_at = toTimestamp(now()) "
+        "WHERE id = %s",
+        (new,),
+    )
+    session.execute(f"UPDATE {keyspace}.generations SET state = 'retired' WHERE id = %s", (old,))
+
+
+def _hand_over(
+    settings: Settings, generation: int, seconds: float, log: Callable[[str], None]
+) -> None:
+    """Keep our processor until the supervised one has joined the new generation's group."""
+    group = settings.group_for(generation)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if asyncio.run(_group_members(settings, group)) > 1:
+            log("the running processor has joined the new generation")
+            return
+        time.sleep(1.0)
+    log(
+        "no other processor joined the new generation yet; start or restart one "
+        "(it follows the active generation)"
+    )
+
+
+async def status(settings: Settings) -> dict[str, Any]:
+    """Servers reachable, lag per partition, dead letters, generation in use."""
+    report: dict[str, Any] = {}
+    generation = None
+    try:
+        cluster, session = await asyncio.to_thread(connect, settings, "admin", request_timeout=5.0)
+        try:
+            await execute(session, "SELECT release_version FROM system.local")
+            generation = active_generation(session, settings.cassandra_keyspace)
+            report["cassandra"] = "ok"
+        finally:
+            cluster.shutdown()
+    except Exception as exc:
+        report["cassandra"] = f"unreachable ({type(exc).__name__})"
+    report["generation"] = generation
+    probe = LagProbe(settings)
+    try:
+        await asyncio.wait_for(probe.start(), 10)
+        report["kafka"] = "ok"
+        report["lag"] = await probe.lag(settings.group_for(generation or 1))
+        report["dead_letters"] = sum((await probe.end_offsets(settings.dlq_topic)).values())
+    except Exception as exc:
+        report["kafka"] = f"unreachable ({type(exc).__name__})"
+    finally:
+        await probe.close()
+    return report
