@@ -48,6 +48,16 @@ class Settings(BaseSettings):
             [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
         )
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as PERMSTORE_* variables for a child process (secrets excluded)."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if name == "cassandra_password":
+                continue
+            text = ",".join(value) if isinstance(value, list) else str(value)
+            env[f"PERMSTORE_{name.upper()}"] = text
+        return env
+
     def group_for(self, generation: int) -> str:
         """The processor's consumer group for one generation of views."""
         return f"{self.processor_group}-g{generation}"

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from services import cli_render as render
+from services import ops_cli
 from services.cli_support import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
@@ -61,6 +62,7 @@ app = _PermstoreApp(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(token_app, name="token", help="Issue tokens and API keys for callers.")
+ops_cli.register(app)
 
 # Options repeated on every command (no env var here: the top level reads the environment).
 UrlOpt = Annotated[

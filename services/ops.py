@@ -22,6 +22,7 @@ from adapters.kafka_lag import LagProbe
 from adapters.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+LOGS = REPO / ".local" / "logs"
 GENERATION_TABLES = (
     "permissions_by_principal",
     "principals_by_pattern",
@@ -180,14 +181,23 @@ def rebuild(
             (new,),
         )
         log(f"building generation {new} (generation {old} keeps serving)")
-        env = dict(os.environ, PERMSTORE_GENERATION=str(new), PERMSTORE_PROCESSOR_METRICS_PORT="0")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.main"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        env = {
+            **os.environ,
+            **settings.as_env(),
+            "PERMSTORE_GENERATION": str(new),
+            "PERMSTORE_PROCESSOR_METRICS_PORT": "0",
+        }
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log_path = LOGS / f"rebuild-{keyspace}-g{new}.log"
+        with log_path.open("ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streams.main"],
+                cwd=REPO,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        log(f"rebuild processor log: {log_path}")
         events = asyncio.run(_wait_caught_up(settings, new, process, progress))
         result = RebuildResult(new, time.monotonic() - started, events)
         log(f"generation {new} caught up: {events} records in {result.seconds:.1f} s; verifying")
