@@ -86,7 +86,10 @@ class BatchProcessor:
     async def handle(self, records: Sequence[RawRecord]) -> None:
         """Apply one batch; raises if a write failed (the caller retries the whole batch)."""
         started = time.perf_counter()
-        by_tenant: dict[tuple[str, int], list[RecordedEvent]] = {}
+        # A tenant's records all come from one partition (the key is the tenant); grouping by
+        # tenant alone keeps one writer per tenant state even if that were ever violated.
+        by_tenant: dict[str, list[RecordedEvent]] = {}
+        partitions: dict[str, int] = {}
         letters: list[DeadLetter] = []
         for record in records:
             decoded = decode(record)
@@ -94,7 +97,8 @@ class BatchProcessor:
                 letters.append(decoded)
                 continue
             recorded = RecordedEvent(decoded, record.offset, record.timestamp_ms * 1000)
-            by_tenant.setdefault((decoded.tenant, record.partition), []).append(recorded)
+            by_tenant.setdefault(decoded.tenant, []).append(recorded)
+            partitions[decoded.tenant] = record.partition
         if letters:
             await self._dead_letters(letters)
             metrics.DEAD_LETTERED.inc(len(letters))
@@ -106,7 +110,7 @@ class BatchProcessor:
                     reason=letter.reason,
                 )
         await asyncio.gather(
-            *(self._apply_tenant(t, p, events) for (t, p), events in by_tenant.items())
+            *(self._apply_tenant(t, partitions[t], events) for t, events in by_tenant.items())
         )
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 

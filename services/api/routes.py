@@ -44,6 +44,7 @@ from services.api.deps import (
     ensure_tenant,
 )
 from services.api.errors import ApiError
+from services.api.middleware import DECISIONS
 from services.api.models import (
     AuditCheckResponse,
     AuditEvent,
@@ -178,7 +179,7 @@ async def check(
     )
     rows = await reader.check_rows(body.tenant, body.principal, body.resource, body.action)
     reasons = decide_from_rows(body.principal, rows, now_micros())
-    request.state.decision = bool(reasons)
+    DECISIONS.labels("true" if reasons else "false").inc()
     return CheckResponse(
         allowed=bool(reasons),
         token=encode_token(body.tenant, point),
@@ -208,6 +209,7 @@ async def check_batch(
     results = []
     for item, rows in zip(body.checks, all_rows, strict=True):
         reasons = decide_from_rows(item.principal, rows, now)
+        DECISIONS.labels("true" if reasons else "false").inc()
         results.append(BatchResult(allowed=bool(reasons), reasons=reason_models(reasons)))
     return BatchCheckResponse(results=results, token=encode_token(body.tenant, point))
 
