@@ -95,11 +95,16 @@ def build_app(
     async def report_lag() -> None:
         """Publish consumer lag per partition."""
         consumer = app.consumer
-        for tp in consumer.assignment():
-            position = await consumer.position(tp)
-            highwater = consumer.highwater(tp)
-            if position is not None and highwater is not None:
-                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position))
+        try:
+            for tp in consumer.assignment():
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+                if position is not None and highwater is not None:
+                    lag = max(0, highwater - position)
+                    metrics.CONSUMER_LAG.labels(str(tp.partition)).set(lag)
+        except Exception as exc:
+            # A timer that raises crashes the faust app; a missed sample is harmless.
+            log.warning("lag.sample_failed", error=type(exc).__name__)
 
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions may move to another processor: forget every cached state."""

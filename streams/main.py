@@ -48,7 +48,12 @@ def main() -> None:
 
         async def follow_active_generation() -> None:
             """Stop (gracefully) when readers have switched to another generation."""
-            rows = list(await execute(session, query))
+            try:
+                rows = list(await execute(session, query))
+            except Exception as exc:
+                # A timer that raises crashes the faust app; an unreachable store is not fatal.
+                log.warning("generation.poll_failed", error=type(exc).__name__)
+                return
             if rows and rows[0][0] is not None and int(rows[0][0]) != generation:
                 log.info("generation.switched", old=generation, new=int(rows[0][0]))
                 os.kill(os.getpid(), signal.SIGTERM)

@@ -91,7 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Connect to Cassandra (read-only role) and Kafka; close them on shutdown."""
     configure_logging()
     settings = Settings()
-    cluster, session = await asyncio.to_thread(connect, settings, "api")
+    cluster, session = await asyncio.to_thread(connect, settings, "api", request_timeout=2.0)
     generation = int(
         os.environ.get("PERMSTORE_GENERATION")
         or active_generation(session, settings.cassandra_keyspace)
