@@ -92,9 +92,13 @@ def main() -> int:
         _say(f"starting {name}")
         children[name] = subprocess.Popen(command, cwd=REPO)
     _banner(port)
+    parent = os.getppid()
     try:
         while not stopping:
             time.sleep(0.5)
+            if os.getppid() != parent:
+                _say("parent process ended; stopping")
+                break
             for name, child in list(children.items()):
                 if child.poll() is not None and not stopping:
                     _say(f"{name} exited with {child.returncode}; restarting")

@@ -64,7 +64,7 @@ def main() -> None:
         start_http_server(metrics_port, addr="127.0.0.1")
     log.info("processor.start", generation=generation, pinned=bool(pinned), port=metrics_port)
     try:
-        faust.Worker(app, loglevel="WARNING").execute_from_commandline()
+        faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
     finally:
         cluster.shutdown()
 
