@@ -24,15 +24,12 @@ class TenantState:
     groups_of: dict[str, set[str]] = field(default_factory=dict)
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
     applied_offset: int = -1
+    entries: int = 0
+    """Grants plus memberships held, kept up to date so sizing a cache entry is O(1)."""
 
     def size(self) -> int:
         """Rough count of entries held, to bound caches by memory rather than by tenants."""
-        return (
-            sum(len(g) for g in self.grants.values())
-            + sum(len(m) for m in self.members.values())
-            + sum(len(a) for a in self.roles.values())
-            + 1
-        )
+        return self.entries + len(self.roles) + 1
 
     def actions_of(self, permission: str) -> frozenset[str]:
         """The actions a permission confers now: itself, or the role's current actions."""
@@ -43,7 +40,9 @@ class TenantState:
 
     def set_grant(self, subject: str, pattern: str, permission: str, expires: int) -> None:
         """Record a grant, replacing the expiry of an existing one."""
-        self.grants.setdefault(subject, {})[(pattern, permission)] = expires
+        held = self.grants.setdefault(subject, {})
+        self.entries += (pattern, permission) not in held
+        held[(pattern, permission)] = expires
         role = role_of(permission)
         if role is not None:
             self.role_grants.setdefault(role, set()).add((subject, pattern))
@@ -51,8 +50,8 @@ class TenantState:
     def delete_grant(self, subject: str, pattern: str, permission: str) -> None:
         """Forget a grant."""
         held = self.grants.get(subject)
-        if held is not None:
-            held.pop((pattern, permission), None)
+        if held is not None and held.pop((pattern, permission), None) is not None:
+            self.entries -= 1
             if not held:
                 del self.grants[subject]
         role = role_of(permission)
@@ -63,12 +62,14 @@ class TenantState:
 
     def add_member(self, group: str, member: str) -> None:
         """Record that member belongs to group directly."""
-        self.members.setdefault(group, set()).add(member)
+        members = self.members.setdefault(group, set())
+        self.entries += member not in members
+        members.add(member)
         self.groups_of.setdefault(member, set()).add(group)
 
     def remove_member(self, group: str, member: str) -> None:
         """Forget a direct membership."""
-        _discard(self.members, group, member)
+        self.entries -= _discard(self.members, group, member)
         _discard(self.groups_of, member, group)
 
     def has_member(self, group: str, member: str) -> bool:
@@ -101,12 +102,14 @@ class TenantState:
         return []
 
 
-def _discard(index: dict[str, set[str]], key: str, value: str) -> None:
+def _discard(index: dict[str, set[str]], key: str, value: str) -> bool:
     values = index.get(key)
-    if values is not None:
-        values.discard(value)
-        if not values:
-            del index[key]
+    if values is None or value not in values:
+        return False
+    values.discard(value)
+    if not values:
+        del index[key]
+    return True
 
 
 def _closure(start: str, edges: dict[str, set[str]]) -> set[str]:

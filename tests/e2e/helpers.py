@@ -128,9 +128,27 @@ def check(
     return answer
 
 
-def sync(http: httpx.Client, tenant: str, token: str) -> None:
-    """Wait (through the API) until the views include the write that returned token."""
-    check(http, tenant, "user:nobody", "sync:point", "noop", at_least=token)
+def sync(http: httpx.Client, tenant: str, token: str, timeout: float = 90) -> None:
+    """Wait (through the API) until the views include the write that returned token.
+
+    A large backlog may take the processor longer than the API's 5 s bound, so a
+    consistency timeout is retried until timeout; any other answer fails at once.
+    """
+    body = {
+        "tenant": tenant,
+        "principal": "user:nobody",
+        "resource": "sync:point",
+        "action": "noop",
+        "consistency": {"at_least": token},
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.post("/v1/check", json=body)
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "consistency_timeout", response.text
+        assert time.monotonic() < deadline, f"views did not reach {token} in {timeout} s"
 
 
 def q(value: str) -> str:

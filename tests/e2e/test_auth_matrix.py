@@ -309,3 +309,15 @@ def test_forbidden_calls_are_logged(
         assert lines, f"no log line for token {jti}"
         assert lines[-1]["event"] == "auth.forbidden"
         assert lines[-1]["reason"] == reason
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS[:3], ids=ENDPOINT_IDS[:3])
+def test_anonymous_invalid_body_is_still_401(
+    client: httpx.Client, tenant: str, endpoint: Endpoint
+) -> None:
+    """Authentication comes before validation: an anonymous caller learns nothing of the
+    body rules."""
+    request = endpoint.request(tenant)
+    request["json"] = {"tenant": "Not Valid", "unexpected": [1, 2, 3]}
+    error = assert_error(client.request(**request), 401)
+    assert error["code"] == "unauthenticated"

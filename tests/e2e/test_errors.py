@@ -515,7 +515,7 @@ def test_limit_bounds_are_accepted(http: httpx.Client, paged_tenant: str) -> Non
 def test_bad_cursor_is_400(http: httpx.Client, paged_tenant: str, cursor: str) -> None:
     """A cursor the endpoint did not issue is 400 (forged ones included), never a 500."""
     for path in listing_paths(paged_tenant):
-        for params in ({"cursor": cursor}, {"cursor": cursor, "limit": 1}):
+        for params in ({"cursor": cursor}, {"cursor": cursor, "limit": "1"}):
             assert_error(http.get(path, params=params), 400, "cursor")
     response = http.get(
         audit_events_path(paged_tenant), params={"cursor": cursor, "principal": "user:a"}

@@ -38,6 +38,7 @@ OPERATIONS = [
     ("GET", "/readyz"),
     ("GET", "/metrics"),
 ]
+WITHOUT_INPUT = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,8 @@ def test_no_server_errors(
     openapi: Any, operator_headers: dict[str, str], method: str, path: str, mode: GenerationMode
 ) -> None:
     """Any generated request: a status below 500, and the error body on every 4xx."""
+    if mode is GenerationMode.NEGATIVE and (method, path) in WITHOUT_INPUT:
+        pytest.skip("an operation without parameters or body has no invalid input")
     operation = openapi[path][method]
     statuses: list[int] = []
 

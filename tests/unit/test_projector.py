@@ -111,3 +111,16 @@ def test_point_in_time_fold_equals_reference(events: list[dict[str, object]], cu
             for action in UNIVERSE.actions:
                 got = bool(decide_from_state(state, principal, resource, action, to_micros(at)))
                 assert got == reference.allowed(principal, resource, action, at)
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(max_events=40))
+def test_state_entry_count_stays_exact(events: list[dict[str, object]]) -> None:
+    """The O(1) size used to bound the processor's cache equals a full recount."""
+    state = TenantState()
+    for record in recorded(events, recorded_times(len(events))):
+        fold_event(state, record.event)
+        recount = sum(len(g) for g in state.grants.values()) + sum(
+            len(m) for m in state.members.values()
+        )
+        assert state.entries == recount
