@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from adapters.cassandra import execute
@@ -70,6 +71,7 @@ class ViewWriter:
     def __init__(self, session: Session, keyspace: str, generation: int, concurrency: int) -> None:
         self._session = session
         self._limit = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._months_written: set[tuple[str, str, int]] = set()
         g = f"{keyspace}.%s_g{generation}"
         perms, pats, state = (
@@ -190,13 +192,22 @@ class ViewWriter:
         saves round trips, which dominate the processor's cost in the Python driver.
         """
         writes.sort(key=lambda w: w[0])
-        batches = []
+        batches: list[tuple[BatchStatement, tuple[()]]] = []
         for start in range(0, len(writes), WRITE_BATCH_STATEMENTS):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for _, statement, params in writes[start : start + WRITE_BATCH_STATEMENTS]:
                 batch.add(statement, params)
-            batches.append(batch)
-        await asyncio.gather(*(self._run(batch) for batch in batches))
+            batches.append((batch, ()))
+        if batches:
+            # One thread hop for the whole flush: the driver's own concurrent executor avoids
+            # waking the event loop once per statement.
+            await asyncio.to_thread(
+                execute_concurrent,
+                self._session,
+                batches,
+                concurrency=self._concurrency,
+                raise_on_first_error=True,
+            )
 
     def _view_writes(self, tenant: str, ts: int, change: ViewChange, now_us: int) -> list[Write]:
         by_principal = ("p", tenant, change.principal)
