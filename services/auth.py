@@ -27,6 +27,8 @@ from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from permcore import identifiers
+
 ISSUER: Final = "permstore"
 AUDIENCE: Final = "permstore"
 # The only algorithm we sign with or accept; pinning it rules out "none" and HS256/RS256
@@ -44,7 +46,7 @@ API_KEY_PREFIX: Final = "psk_"
 DEV_PRIVATE_KEY_FILE: Final = "dev-signing-key.pem"
 DEV_PUBLIC_KEY_FILE: Final = "dev-signing-key.pub.pem"
 
-TENANT_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+TENANT_RE: Final = identifiers.TENANT_RE
 # Subjects are free-form names (user:alice, ci-bot), but no whitespace: the API key file
 # is whitespace separated and subjects end up in log lines.
 SUBJECT_RE: Final = re.compile(r"[A-Za-z0-9._@:/+-]{1,256}")
