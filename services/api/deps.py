@@ -30,7 +30,7 @@ class Services:
     rate_limiter: RateLimiter
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The wired services of this process."""
     services: Services = request.app.state.services
     return services
