@@ -199,11 +199,8 @@ async def check_batch(
     point = await view_point(
         reader, body.tenant, body.consistency, services.settings.consistency_wait_seconds
     )
-    all_rows = await asyncio.gather(
-        *(
-            reader.check_rows(body.tenant, item.principal, item.resource, item.action)
-            for item in body.checks
-        )
+    all_rows = await reader.check_rows_many(
+        body.tenant, [(item.principal, item.resource, item.action) for item in body.checks]
     )
     now = now_micros()
     results = []
