@@ -66,6 +66,7 @@ from services.api.models import (
 from services.api.reader import ViewReader
 
 router = APIRouter(prefix="/v1")
+ALLOWED, DENIED = DECISIONS.labels("true"), DECISIONS.labels("false")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -179,7 +180,7 @@ async def check(
     )
     rows = await reader.check_rows(body.tenant, body.principal, body.resource, body.action)
     reasons = decide_from_rows(body.principal, rows, now_micros())
-    DECISIONS.labels("true" if reasons else "false").inc()
+    (ALLOWED if reasons else DENIED).inc()
     return CheckResponse(
         allowed=bool(reasons),
         token=encode_token(body.tenant, point),
@@ -206,7 +207,7 @@ async def check_batch(
     results = []
     for item, rows in zip(body.checks, all_rows, strict=True):
         reasons = decide_from_rows(item.principal, rows, now)
-        DECISIONS.labels("true" if reasons else "false").inc()
+        (ALLOWED if reasons else DENIED).inc()
         results.append(BatchResult(allowed=bool(reasons), reasons=reason_models(reasons)))
     return BatchCheckResponse(results=results, token=encode_token(body.tenant, point))
 
