@@ -1,4 +1,4 @@
-"""Bootstrap: Kafka topics, Cassandra keyspace, migrations, first generation, role grants."""
+"""Bootstrap: Kafka topics and ACLs, Cassandra keyspace, migrations, generation, role grants."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from adapters.cassandra import (
     grant_least_privilege,
     migrate,
 )
+from adapters.kafka_acls import ensure_acls
 from adapters.kafka_topics import ensure_topics
 from adapters.settings import Settings
 
@@ -20,6 +21,9 @@ def bootstrap(settings: Settings) -> None:
     """Create everything idempotently; safe to run on every start."""
     created = asyncio.run(ensure_topics(settings))
     print(f"kafka topics: {', '.join(created) or 'already present'}")
+    acls = asyncio.run(ensure_acls(settings))
+    logins = ", ".join(sorted({acl.principal for acl in acls})) or "nobody (PLAINTEXT broker)"
+    print(f"kafka acls: {len(acls)} for {logins}")
     cluster, session = connect(settings, "admin", request_timeout=30.0)
     try:
         applied = migrate(session, settings)

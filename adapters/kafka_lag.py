@@ -5,21 +5,24 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from adapters.kafka_security import client_options
 from adapters.settings import Settings
 
 
 class LagProbe:
-    """Long-lived Kafka clients that measure lag on demand."""
+    """Long-lived Kafka clients that measure lag on demand, logged in as `role`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, role: str) -> None:
         self._settings = settings
+        login = client_options(settings, role)
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000, **login
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             enable_auto_commit=False,
             request_timeout_ms=3000,
+            **login,
         )
         self._started = False
 

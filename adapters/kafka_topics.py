@@ -7,6 +7,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from adapters.kafka_security import client_options
 from adapters.settings import Settings
 
 EVENTS_TOPIC_CONFIG = {
@@ -20,7 +21,9 @@ DLQ_TOPIC_CONFIG = {"retention.ms": str(30 * 86_400_000)}
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the events and dead-letter topics if missing; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

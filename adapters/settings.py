@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "permstore.events.dlq"
     events_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # SASL_PLAINTEXT: SCRAM-SHA-512 login per role (local broker); PLAINTEXT: no login (docker).
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = None
 
     cassandra_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     cassandra_port: int = 9042
@@ -40,6 +45,8 @@ class Settings(BaseSettings):
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
+    # Where deploy/localstack.py keeps its generated passwords (`<local_dir>/secrets`).
+    local_dir: Path = REPO_ROOT / ".local"
 
     @field_validator("cassandra_hosts", mode="before")
     @classmethod
@@ -52,7 +59,7 @@ class Settings(BaseSettings):
         """These settings as PERMSTORE_* variables for a child process (secrets excluded)."""
         env = {}
         for name, value in self.model_dump(exclude_none=True).items():
-            if name == "cassandra_password":
+            if name in ("cassandra_password", "kafka_password"):
                 continue
             text = ",".join(value) if isinstance(value, list) else str(value)
             env[f"PERMSTORE_{name.upper()}"] = text
@@ -62,11 +69,16 @@ class Settings(BaseSettings):
         """The processor's consumer group for one generation of views."""
         return f"{self.processor_group}-g{generation}"
 
+    @property
+    def secrets_dir(self) -> Path:
+        """The folder of the local password files (one per login, mode 0600)."""
+        return self.local_dir / "secrets"
+
     def cassandra_secret(self, role: str) -> tuple[str, str] | None:
         """(username, password) for a Cassandra role: explicit settings, else the local file."""
         if self.cassandra_username and self.cassandra_password:
             return self.cassandra_username, self.cassandra_password.get_secret_value()
-        path = self.cassandra_password_file or LOCAL_SECRETS / f"cassandra_{role}.password"
+        path = self.cassandra_password_file or self.secrets_dir / f"cassandra_{role}.password"
         if not path.exists():
             return None
         return self.cassandra_username or f"permstore_{role}", path.read_text().strip()

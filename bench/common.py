@@ -15,7 +15,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-WORKDIR = REPO / ".local" / "bench"
 LOGS = REPO / ".local" / "logs" / "bench"
 
 JsonDict = dict[str, Any]

@@ -23,6 +23,14 @@ _ids = itertools.count()
 _RUN = f"{int(time.time() * 1000):x}"
 
 
+def kafka_login(role: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for a client logged in as one of our Kafka roles."""
+    from adapters.kafka_security import client_options
+    from adapters.settings import Settings
+
+    return client_options(Settings(), role)
+
+
 def next_id(prefix: str) -> str:
     """A fresh event id (unique in this run)."""
     return f"{prefix}-{_RUN}-{next(_ids)}"
@@ -102,6 +110,7 @@ async def publish_async(
     marked = set(mark)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **kafka_login("publisher"),
         acks="all",
         linger_ms=20,
         max_batch_size=512 * 1024,
@@ -167,7 +176,9 @@ def paced_publisher(
     async def run() -> JsonDict:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, **kafka_login("publisher"), acks="all", linger_ms=5
+        )
         await producer.start()
         sent = 0
         tick = 0.01
@@ -199,4 +210,3 @@ def paced_publisher(
 
     outcome = asyncio.run(run())
     queue.put(outcome)
-

@@ -121,8 +121,11 @@ class ResourceMonitor:
             for f in ("user", "system", "nice", "irq", "softirq", "steal")
             if hasattr(end, f)
         )
-        total = busy + (end.idle - self._sys_start.idle) + getattr(end, "iowait", 0.0) - getattr(
-            self._sys_start, "iowait", 0.0
+        total = (
+            busy
+            + (end.idle - self._sys_start.idle)
+            + getattr(end, "iowait", 0.0)
+            - getattr(self._sys_start, "iowait", 0.0)
         )
         cores = psutil.cpu_count() or 1
         machine = 100 * cores * busy / total if total > 0 else None

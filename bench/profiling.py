@@ -2,7 +2,9 @@
 
 `--profile` records one API worker during the single-check load of S1 and the processor
 during the direct-grant catch-up of S3, and reports the functions where samples fall (self)
-and the functions on the stack (inclusive). Without py-spy the step is skipped with a note.
+and the functions on the stack (inclusive). Only the thread holding the GIL is sampled
+(`--gil`): Python CPU time, not threads idling in native code (event loops, the Cassandra
+driver's libev thread). Without py-spy the step is skipped with a note.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Profile:
                 "--format",
                 "raw",
                 "--nonblocking",
+                "--gil",
                 "--output",
                 str(self.raw),
             ],

@@ -12,9 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench.common import RESULTS, JsonDict, git_commit, host_info, utc_now  # noqa: E402
+from bench.common import RESULTS, JsonDict, git_commit, host_info, utc_now
 
 ORDER = ["s1_checks", "s2_propagation", "s3_materializer", "s4_rebuild", "s5_audit", "scaling"]
 
@@ -133,11 +133,15 @@ def write_summary() -> Path:
             else "n/a."
         ),
         "",
-        "| scenario | metric | value | unit | floor | pass | run (UTC), mode |",
+        "The machine is noisy: the last column gives each run's 1-minute load average at its",
+        "start; each JSON also records, per measurement, the CPU used by processes the bench does",
+        "not watch (`unwatched_cpu_percent`).",
+        "",
+        "| scenario | metric | value | unit | floor | pass | run (UTC), mode, load |",
         "|---|---|---:|---|---|:---:|---|",
     ]
     for body in reports:
-        when = f"{body['date']}, {body['mode']}"
+        when = f"{body['date']}, {body['mode']}, {body['host'].get('load_average_1m')}"
         for row in body["summary"]:
             mark = {True: "yes", False: "**no**", None: ""}[row.get("pass")]
             metric = row["metric"] + (f" ({row['note']})" if row.get("note") else "")

@@ -44,7 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--keep-data", action="store_true", help="keep each scenario's namespace")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy profiles of the API and the processor"
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of an API worker (S1) and the processor (S3), and "
+        "bench.profile_check (cProfile of the check route in-process)",
     )
     return parser.parse_args(argv)
 
@@ -93,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             failed.append(key)
             say(f"{key}: FAILED after {time.monotonic() - started:.0f}s")
+            traceback.print_exc()
+    if options.profile:
+        from bench import profile_check
+
+        try:
+            profile_check.main([])
+        except Exception:
+            failed.append("profile_check")
             traceback.print_exc()
     summary = write_summary()
     say(f"summary: {summary.relative_to(REPO)}")

@@ -8,13 +8,24 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from bench.common import JsonDict, say
+from bench.common import Deadline, JsonDict, say, utc_now
 from bench.events import Published, publish
 from bench.loadgen import LoadOutcome, LoadSpec, run_load
 from bench.monitor import ResourceMonitor, listening_pid
-from bench.stack import Api, Namespace, Processor, issue_token, wait_applied, wait_lag_zero
+from bench.stack import (
+    Api,
+    Namespace,
+    Processor,
+    ProcessorDiedError,
+    issue_token,
+    latency_delta,
+    scrape_route_latency,
+    wait_applied,
+    wait_lag_zero,
+)
 
 T = TypeVar("T")
+MAX_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -40,28 +51,40 @@ class Options:
 class Stack:
     """Namespace + processor + API (N workers) of one scenario; torn down on exit."""
 
-    def __init__(self, scenario: str, options: Options, *, with_api: bool = True) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        options: Options,
+        *,
+        with_api: bool = True,
+        with_processor: bool = True,
+    ) -> None:
         self.scenario = scenario
         self.options = options
         self.namespace = Namespace.create(scenario)
         self.with_api = with_api
+        self.with_processor = with_processor
         self.processor: Processor | None = None
         self.api: Api | None = None
         self.token = issue_token("*")
         self._processors = 0
+        self.processor_restarts: list[str] = []
 
     def __enter__(self) -> Stack:
         say(f"{self.scenario}: namespace {self.namespace.name}")
         self.namespace.bootstrap()
         try:
-            self.start_processor()
+            if self.with_processor:
+                self.start_processor()
             if self.with_api:
                 self.api = Api(
                     self.namespace, self.options.workers, name=f"{self.namespace.name}-api"
                 )
                 self.api.start()
                 self.api.wait_ready()
-                say(f"{self.scenario}: API ready on {self.api.url} ({self.options.workers} workers)")
+                say(
+                    f"{self.scenario}: API ready on {self.api.url} ({self.options.workers} workers)"
+                )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -90,6 +113,34 @@ class Stack:
         self.processor.wait_metrics()
         return self.processor
 
+    def follow(
+        self, target: float, timeout: float, poll: float = 0.2, *, partial: bool = False
+    ) -> list[tuple[float, float, float]]:
+        """Counter samples of the processor until `target` events (counted from its start) are
+        applied; like `make run`'s supervisor, restarts a processor that dies (at most 3 times,
+        recorded in processor_restarts), carrying its counts over."""
+        deadline = Deadline.after(timeout)
+        samples: list[tuple[float, float, float]] = []
+        base_applied = base_rows = 0.0
+        while True:
+            assert self.processor is not None
+            try:
+                part = wait_applied(
+                    self.processor, target - base_applied, deadline.left(), poll, partial=partial
+                )
+                samples += [(t, a + base_applied, c + base_rows) for t, a, c in part]
+                return samples
+            except ProcessorDiedError as died:
+                samples += [(t, a + base_applied, c + base_rows) for t, a, c in died.samples]
+                reason = death_reason(str(died))
+                self.processor_restarts.append(f"{utc_now()} {reason}")
+                say(f"{self.scenario}: processor died ({reason}); restarting it")
+                if len(self.processor_restarts) > MAX_RESTARTS or deadline.passed():
+                    raise
+                if samples:
+                    base_applied, base_rows = samples[-1][1], samples[-1][2]
+                self.start_processor()
+
     def stop_processor(self) -> None:
         """Stop the running processor (SIGTERM: it finishes its batch and commits)."""
         if self.processor is not None:
@@ -109,10 +160,12 @@ class Stack:
                 pids[f"api-{index}"] = pid
         if self.processor is not None and self.processor.alive():
             pids["processor"] = self.processor.pid
-        for label, port in (("cassandra", 9042), ("kafka", 9092)):
-            pid = listening_pid(port)
-            if pid is not None:
-                pids[label] = pid
+        settings = self.namespace.settings()
+        kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[-1])
+        for label, port in (("cassandra", settings.cassandra_port), ("kafka", kafka_port)):
+            found = listening_pid(port)
+            if found is not None:
+                pids[label] = found
         return pids
 
     def publish(self, events: Iterable[JsonDict], mark: Iterable[int] = ()) -> Published:
@@ -127,7 +180,7 @@ class Stack:
         bound = timeout if timeout is not None else max(180.0, len(events) / 300)
         with ResourceMonitor(self.server_pids()) as monitor:
             published = self.publish(events)
-            samples = wait_applied(self.processor, before + len(events), bound, poll=0.2)
+            samples = self.follow(before + len(events), bound)
         elapsed = time.monotonic() - started
         wait_lag_zero(self.namespace.settings(), 60)
         say(
@@ -145,7 +198,12 @@ class Stack:
 
     def run_load(self, spec: LoadSpec) -> LoadOutcome:
         """Run an HTTP load against the API while watching the servers."""
+        workers = self.options.workers
+        before = scrape_route_latency(self.url, spec.path, workers)
         outcome = run_load(spec, self.options.load_procs, self.server_pids())
+        after = scrape_route_latency(self.url, spec.path, workers)
+        # Includes warm-up requests; the API's own view of the route, middleware included.
+        outcome.server["api_route_latency"] = latency_delta(before, after)
         summary = outcome.summary()
         lat = summary["latency_ms"]
         say(
@@ -154,3 +212,40 @@ class Stack:
             f"dropped {outcome.dropped}"
         )
         return outcome
+
+
+def steady_rate(samples: list[tuple[float, float, float]], total: float) -> JsonDict:
+    """Events/s and view rows/s between 5 % applied and the last sample."""
+    if not samples or samples[-1][1] <= 0:
+        return {
+            "events_per_s": 0.0,
+            "view_rows_per_s": 0.0,
+            "seconds": None,
+            "first_applied_after_start_s": None,
+            "applied": 0.0,
+            "view_rows": 0.0,
+            "complete": False,
+        }
+    start = next((s for s in samples if s[1] >= 0.05 * total), samples[0])
+    end = samples[-1]
+    seconds = max(1e-6, end[0] - start[0])
+    first = next(s for s in samples if s[1] > 0)
+    return {
+        "events_per_s": round((end[1] - start[1]) / seconds, 1),
+        "view_rows_per_s": round((end[2] - start[2]) / seconds, 1),
+        "seconds": round(seconds, 2),
+        "first_applied_after_start_s": round(first[0] - samples[0][0], 2),
+        "applied": end[1],
+        "view_rows": end[2],
+        "complete": end[1] >= total,
+    }
+
+
+def death_reason(log_tail: str) -> str:
+    """The line of a processor's log tail that says why it stopped."""
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    for marker in ("Crashed reason=", "Error", "error"):
+        for line in lines:
+            if marker in line:
+                return line[:300]
+    return lines[-1][:300] if lines else "exited"

@@ -1,9 +1,8 @@
 """Our processes for one benchmark scenario, in a namespace of their own.
 
 Like tests/support/stack.py (same environment variables, same isolation: topic, DLQ topic,
-keyspace and consumer group per namespace), but the API runs with N uvicorn workers, the
-processor exposes its metrics on a free port, and processes run from .local/bench so faust's
-data directories do not land in the repository root.
+keyspace and consumer group per namespace), but the API runs with N uvicorn workers and the
+processor exposes its metrics on a free port. Logs go to .local/logs/bench.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ from typing import Any
 import httpx
 
 from adapters.settings import Settings
-from bench.common import LOGS, REPO, WORKDIR, Deadline, say
+from bench.common import LOGS, REPO, Deadline, JsonDict, say
+
+FAUST_DATA = REPO / ".local" / "faust"
 
 
 def free_port() -> int:
@@ -45,6 +46,8 @@ class Namespace:
     def create(cls, scenario: str) -> Namespace:
         """A fresh namespace (unique per run) for a scenario."""
         name = f"b{scenario}{uuid.uuid4().hex[:6]}"
+        # faust makes its per-app folder without parents: the folder must exist.
+        FAUST_DATA.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(
             {
@@ -53,6 +56,7 @@ class Namespace:
                 "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
                 "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
                 "PERMSTORE_AUTH_KEYS_DIR": str(REPO / ".local" / "keys"),
+                "PERMSTORE_FAUST_DATADIR": str(FAUST_DATA),
                 "PERMSTORE_LOG_LEVEL": "WARNING",
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
@@ -106,9 +110,14 @@ def drop_namespace(settings: Settings) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     from adapters.cassandra import connect
+    from adapters.kafka_acls import drop_acls
+    from adapters.kafka_security import client_options
 
     async def drop_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await drop_acls(settings)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
+        )
         await admin.start()
         try:
             names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
@@ -132,7 +141,7 @@ def drop_namespace(settings: Settings) -> None:
 
 
 class BenchProcess:
-    """One of our processes, run from .local/bench with its log in .local/logs/bench."""
+    """One of our processes, run from the repository root with its log in .local/logs/bench."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.name = name
@@ -140,14 +149,13 @@ class BenchProcess:
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         LOGS.mkdir(parents=True, exist_ok=True)
-        WORKDIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{name}.log"
 
     def start(self) -> None:
         """Start the process, appending to its log."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=WORKDIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
 
     @property
@@ -280,9 +288,7 @@ class Api(BenchProcess):
                 raise RuntimeError(f"{self.name} died:\n{self.log_tail()}")
             try:
                 response = httpx.get(f"{self.url}/readyz", timeout=3)
-                ok = response.status_code == 200 and len(self.worker_pids()) == max(
-                    1, self.workers
-                )
+                ok = response.status_code == 200 and len(self.worker_pids()) == max(1, self.workers)
                 streak = streak + 1 if ok else 0
                 last = response.text
                 if streak >= 2 * max(1, self.workers):
@@ -293,12 +299,88 @@ class Api(BenchProcess):
         raise RuntimeError(f"{self.name} not ready: {last}\n{self.log_tail()}")
 
 
+_BUCKET = re.compile(r"^permstore_http_request_seconds_(bucket|sum|count)\{([^}]*)\}\s+(\S+)")
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
+
+
+def scrape_route_latency(url: str, route: str, workers: int, tries: int = 40) -> JsonDict:
+    """The API's own latency histogram of one route, per worker.
+
+    Each worker keeps its own Prometheus registry, so /metrics is fetched on fresh connections
+    until every worker answered (told apart by process_start_time_seconds).
+    """
+    seen: JsonDict = {}
+    for _ in range(tries):
+        try:
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        key = ""
+        hist: JsonDict = {"buckets": {}, "sum": 0.0, "count": 0.0}
+        for line in text.splitlines():
+            if line.startswith("process_start_time_seconds"):
+                key = line.split()[-1]
+                continue
+            match = _BUCKET.match(line)
+            if not match:
+                continue
+            labels = _labels(match.group(2))
+            if labels.get("route") != route:
+                continue
+            value = float(match.group(3))
+            if match.group(1) == "bucket":
+                hist["buckets"][labels["le"]] = value
+            else:
+                hist[match.group(1)] = value
+        seen[key] = hist
+        if len(seen) >= max(1, workers):
+            break
+    return seen
+
+
+def latency_delta(before: JsonDict, after: JsonDict) -> JsonDict:
+    """Server-side mean and bucket-bound p50/p99 (ms) of the requests between two scrapes,
+    over the workers seen in both."""
+    workers = [key for key in after if key in before]
+    count = sum(after[k]["count"] - before[k]["count"] for k in workers)
+    if count <= 0:
+        return {"count": 0, "workers": len(workers)}
+    total = sum(after[k]["sum"] - before[k]["sum"] for k in workers)
+    cumulative: dict[float, float] = {}
+    for k in workers:
+        for le, value in after[k]["buckets"].items():
+            bound = float(le)
+            cumulative[bound] = (
+                cumulative.get(bound, 0.0) + value - before[k]["buckets"].get(le, 0.0)
+            )
+    bounds = sorted(cumulative.items())
+
+    def upper(q: float) -> float | None:
+        for bound, seen in bounds:
+            if seen >= q * count:
+                return None if bound == float("inf") else round(bound * 1000, 1)
+        return None
+
+    return {
+        "count": int(count),
+        "workers": len(workers),
+        "mean_ms": round(1000 * total / count, 2),
+        "p50_le_ms": upper(0.5),
+        "p99_le_ms": upper(0.99),
+    }
+
+
 def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
     """A signed token the bench API accepts (dev key in .local/keys)."""
     from services.auth_settings import AuthSettings, build_issuer
 
     settings = AuthSettings(keys_dir=REPO / ".local" / "keys")
-    return build_issuer(settings).issue(f"service:bench-{os.getpid()}", tenant, scopes, timedelta(hours=2))
+    return build_issuer(settings).issue(
+        f"service:bench-{os.getpid()}", tenant, scopes, timedelta(hours=2)
+    )
 
 
 def consumer_group(settings: Settings, generation: int = 1) -> str:
@@ -313,7 +395,7 @@ def wait_lag_zero(settings: Settings, timeout: float, generation: int = 1) -> fl
     group = consumer_group(settings, generation)
 
     async def run() -> float:
-        probe = LagProbe(settings)
+        probe = LagProbe(settings, "admin")
         await probe.start()
         started = time.monotonic()
         try:
@@ -326,6 +408,14 @@ def wait_lag_zero(settings: Settings, timeout: float, generation: int = 1) -> fl
         raise TimeoutError(f"group {group} did not catch up in {timeout:.0f}s")
 
     return asyncio.run(run())
+
+
+class ProcessorDiedError(RuntimeError):
+    """The processor exited while we waited for it; carries the samples taken so far."""
+
+    def __init__(self, message: str, samples: list[tuple[float, float, float]]) -> None:
+        super().__init__(message)
+        self.samples = samples
 
 
 def wait_applied(
@@ -345,7 +435,7 @@ def wait_applied(
     samples: list[tuple[float, float, float]] = []
     while True:
         if not processor.alive():
-            raise RuntimeError(f"{processor.name} died:\n{processor.log_tail()}")
+            raise ProcessorDiedError(f"{processor.name} died:\n{processor.log_tail()}", samples)
         try:
             applied, changes = processor.applied()
             samples.append((time.monotonic(), applied, changes))

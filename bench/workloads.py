@@ -1,11 +1,11 @@
 """A realistic mixed history of one tenant, for the rebuild and audit scenarios.
 
 Per 100 events, about: 60 grants to users, 8 grants to groups, 8 revokes of earlier grants,
-16 users joining a group, 6 leaving one, 1 team group nested in a department group (depth 2,
-about ten teams each), and one role redefinition per 20,000 events (each rewrites
-every row of every grant of the role, so it is the expensive event of the lot). A fifth of the grants name a role (viewer: 1 action, editor: 3), a quarter a
-folder wildcard. Groups number one per 100 events, users one per 20, so fan-out stays what a
-directory sync produces (tens of rows per event at most), not a worst case.
+16 users joining a group, 6 leaving one, and 1 team group nested in a department group
+(depth 2, about ten teams each); one role redefinition per 20,000 events (it rewrites every
+row of every grant of the role: the expensive event of the lot). A fifth of the grants name
+a role (viewer: 1 action, editor: 3), a quarter a folder wildcard. Groups number one per 100
+events, users one per 20. The projector writes about 4.6 view rows per event on average.
 """
 
 from __future__ import annotations
@@ -79,8 +79,12 @@ def _grant(
     else:
         resource = f"doc:{tenant}/f{folder}/d{rng.randrange(200)}"
     roll = rng.random()
-    permission = "read" if roll < 0.5 else "write" if roll < 0.8 else rng.choice(
-        ["role:viewer", "role:editor"]
+    permission = (
+        "read"
+        if roll < 0.5
+        else "write"
+        if roll < 0.8
+        else rng.choice(["role:viewer", "role:editor"])
     )
     grants.append((principal, resource, permission))
     return ev.grant(tenant, principal, resource, permission)

@@ -12,10 +12,13 @@ Standard library only; `fetch`, `env`, `secrets` and `down` run with any Python 
 
 The servers are the official Apache jars (Kafka in KRaft mode, Cassandra 5.0) run as plain
 JVM processes on Java 17. Data, generated configs, pid files and logs live under
-`<repo>/.local/` (git-ignored); generated Cassandra passwords under `<repo>/.local/secrets/`.
+`<repo>/.local/` (git-ignored); generated passwords under `<repo>/.local/secrets/`.
 Readiness is a TCP check here, then `deploy/readiness.py` run with the venv's Python: a
-Metadata request with aiokafka, a CQL query with cassandra-driver. The Cassandra logins are
-created (or checked) by `deploy/cassandra_roles.py`, also run with the venv's Python.
+Metadata request with aiokafka (as permstore_admin), a CQL query with cassandra-driver. The
+logins are created (or checked) by `deploy/cassandra_roles.py` and `deploy/kafka_users.py`,
+also run with the venv's Python. Kafka's client listener takes SASL/SCRAM-SHA-512 logins only
+and authorizes them with ACLs (created by `adapters.bootstrap`), unless
+PERMSTORE_KAFKA_SECURITY_PROTOCOL=PLAINTEXT.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ KAFKA_READY_LINE = "Kafka Server started"
 CASSANDRA_READY_LINE = "Starting listening for CQL clients"
 KAFKA_MAIN = "kafka.Kafka"
 CASSANDRA_MAIN = "org.apache.cassandra.service.CassandraDaemon"
+KAFKA_SECURITY_PROTOCOLS = ("SASL_PLAINTEXT", "PLAINTEXT")
+KAFKA_ROLES = ("admin", "processor", "api", "publisher")
 
 # Cassandra's well-known bootstrap superuser; `up` disables it once permstore_admin exists.
 DEFAULT_SUPERUSER = "cassandra"
@@ -132,9 +137,19 @@ def _env_str(env: Mapping[str, str], name: str, default: str) -> str:
     return raw or default
 
 
+def _kafka_security_protocol(env: Mapping[str, str]) -> str:
+    value = _env_str(env, "PERMSTORE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT").upper()
+    if value not in KAFKA_SECURITY_PROTOCOLS:
+        raise LocalStackError(
+            f"PERMSTORE_KAFKA_SECURITY_PROTOCOL={value!r}: the local broker offers "
+            f"{' or '.join(KAFKA_SECURITY_PROTOCOLS)}"
+        )
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Credential:
-    """One Cassandra login: its role, where its password comes from."""
+    """One Cassandra or Kafka login: its role, where its password comes from."""
 
     key: str
     role: str
@@ -162,6 +177,7 @@ class Settings:
     cassandra_version: str | None
     kafka_timeout: float
     cassandra_timeout: float
+    kafka_security_protocol: str
     env: Mapping[str, str]
 
     @classmethod
@@ -187,6 +203,7 @@ class Settings:
             cassandra_version=e.get("PERMSTORE_CASSANDRA_VERSION", "").strip() or None,
             kafka_timeout=float(_env_int(e, "PERMSTORE_KAFKA_START_TIMEOUT", 120)),
             cassandra_timeout=float(_env_int(e, "PERMSTORE_CASSANDRA_START_TIMEOUT", 180)),
+            kafka_security_protocol=_kafka_security_protocol(e),
             env=e,
         )
 
@@ -236,6 +253,23 @@ class Settings:
             )
             for key in ("admin", "processor", "api")
         }
+
+    def kafka_credentials(self) -> dict[str, Credential]:
+        """The four permstore Kafka logins, by key (admin, processor, api, publisher)."""
+        return {
+            key: Credential(
+                key=key,
+                role=f"permstore_{key}",
+                env_var=f"PERMSTORE_KAFKA_{key.upper()}_PASSWORD",
+                file=self.secrets_dir / f"kafka_{key}.password",
+            )
+            for key in KAFKA_ROLES
+        }
+
+    @property
+    def kafka_sasl(self) -> bool:
+        """True when Kafka's client listener takes SCRAM logins and checks ACLs."""
+        return self.kafka_security_protocol == "SASL_PLAINTEXT"
 
 
 # --------------------------------------------------------------------------------------
@@ -792,19 +826,57 @@ class _LogWatch:
 # --------------------------------------------------------------------------------------
 
 
-def _kafka_properties(settings: Settings, major: int) -> str:
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SASL_MARKER = "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT"
+
+
+def _kafka_listeners(settings: Settings, admin_password: str) -> list[str]:
+    """Listener lines: PLAINTEXT as before, or SASL on both listeners with ACLs."""
+    client, controller = settings.kafka_port, settings.kafka_controller_port
+    if not settings.kafka_sasl:
+        return [
+            f"listeners=PLAINTEXT://{HOST}:{client},CONTROLLER://{HOST}:{controller}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{client}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        ]
+    if not admin_password.isascii() or any(c in admin_password for c in '"\\ \t\r\n'):
+        raise LocalStackError(
+            "PERMSTORE_KAFKA_ADMIN_PASSWORD may not contain quotes, backslashes or white space"
+        )
+    admin = f'username="permstore_admin" password="{admin_password}"'
+    return [
+        f"listeners=CLIENT://{HOST}:{client},CONTROLLER://{HOST}:{controller}",
+        f"advertised.listeners=CLIENT://{HOST}:{client}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=CLIENT",
+        SASL_MARKER + ",CONTROLLER:SASL_PLAINTEXT",
+        # Clients (and the broker itself) log in with SCRAM; users live in the metadata log.
+        "listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.client.scram-sha-512.sasl.jaas.config={_SCRAM_LOGIN} required {admin};",
+        # The controller listener cannot use SCRAM (KRaft): a static PLAIN login, admin only,
+        # so no anonymous principal needs to be a super user.
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config={_PLAIN_LOGIN} required {admin} "
+        f'user_permstore_admin="{admin_password}";',
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:permstore_admin",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
+def _kafka_properties(settings: Settings, major: int, admin_password: str) -> str:
     data = settings.kafka_dir / "data"
     lines = [
         "# Generated by deploy/localstack.py on every `up`: edit the script, not this file.",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{HOST}:{settings.kafka_controller_port}",
-        f"listeners=PLAINTEXT://{HOST}:{settings.kafka_port},"
-        f"CONTROLLER://{HOST}:{settings.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://{HOST}:{settings.kafka_port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        *_kafka_listeners(settings, admin_password),
         f"log.dirs={data}",
         "num.network.threads=2",
         "num.io.threads=4",
@@ -865,9 +937,13 @@ def _new_kafka_cluster_id() -> str:
 def _kafka_command(settings: Settings, java: Path, major: int) -> tuple[list[str], Path]:
     conf = settings.kafka_dir / "conf"
     conf.mkdir(parents=True, exist_ok=True)
+    conf.chmod(0o700)  # server.properties holds the admin password
     (settings.kafka_dir / "data").mkdir(parents=True, exist_ok=True)
     props = conf / "server.properties"
-    props.write_text(_kafka_properties(settings, major), encoding="utf-8")
+    logins = settings.kafka_credentials() if settings.kafka_sasl else {}
+    passwords = {key: ensure_password(settings, cred) for key, cred in logins.items()}
+    text = _kafka_properties(settings, major, passwords.get("admin", ""))
+    _write_private(props, text.splitlines())
     (conf / "log4j.properties").write_text(_KAFKA_LOG4J, encoding="utf-8")
     (conf / "log4j2.properties").write_text(_KAFKA_LOG4J2, encoding="utf-8")
     jvm = [
@@ -988,6 +1064,9 @@ credentials_validity: 2000ms
 
 # The processor writes one single-partition state batch per tenant per Kafka batch.
 batch_size_warn_threshold: 64KiB
+# The processor sends unlogged batches of neighbouring rows with per-statement timestamps;
+# warning on every one of them only costs CPU in the driver's logging.
+unlogged_batch_across_partitions_warn_threshold: 100000
 batch_size_fail_threshold: 8MiB
 
 # Small thread pools for a 2-core machine shared with Kafka and the services.
@@ -1237,6 +1316,8 @@ def up(settings: Settings, only: Sequence[str] | None = None) -> dict[str, float
             now = time.monotonic()
             pid = our_pid(server)
             if pid is not None:
+                if name == "kafka":
+                    _check_kafka_security(settings, pid)
                 say(f"{name}: already running (pid {pid}), reusing it")
                 pendings.append(_Pending(server, pid, now, now + timeouts[name], None))
                 continue
@@ -1275,6 +1356,9 @@ def up(settings: Settings, only: Sequence[str] | None = None) -> dict[str, float
         cass = next((p for p in pendings if p.server.name == "cassandra"), None)
         if cass is not None:
             _set_up_logins(settings, cass, fresh_cassandra, timings)
+        kafka = next((p for p in pendings if p.server.name == "kafka"), None)
+        if kafka is not None and settings.kafka_sasl:
+            _set_up_kafka_users(settings, kafka, timings)
     timings["total_s"] = round(time.monotonic() - t0, 1)
     say("up: " + ", ".join(f"{k}={v}" for k, v in timings.items()))
     return timings
@@ -1291,6 +1375,31 @@ def _set_up_logins(
         raise _fail(cass, str(exc)) from None
     timings["cassandra_logins_s"] = round(time.monotonic() - t_roles, 1)
     timings["cassandra_ready_with_logins_s"] = round(time.monotonic() - cass.started_at, 1)
+
+
+def _check_kafka_security(settings: Settings, pid: int) -> None:
+    """Refuse to reuse a running broker whose listeners differ from the configured security."""
+    props = settings.kafka_dir / "conf" / "server.properties"
+    try:
+        running = "SASL_PLAINTEXT" if SASL_MARKER in props.read_text() else "PLAINTEXT"
+    except FileNotFoundError:
+        return
+    if running != settings.kafka_security_protocol:
+        raise LocalStackError(
+            f"kafka (pid {pid}) runs with {running} listeners but "
+            f"{settings.kafka_security_protocol} is configured (PERMSTORE_KAFKA_SECURITY_PROTOCOL)"
+            ": restart it with `down kafka` then `up kafka` (its data is kept)"
+        )
+
+
+def _set_up_kafka_users(settings: Settings, kafka: _Pending, timings: dict[str, float]) -> None:
+    t_users = time.monotonic()
+    say("kafka: checking the logins (permstore_admin, _processor, _api, _publisher)")
+    for cred in settings.kafka_credentials().values():
+        ensure_password(settings, cred)
+    if run_in_venv(settings, "deploy.kafka_users", "--timeout", "60").returncode != 0:
+        raise _fail(kafka, "could not set up the Kafka logins (see above)")
+    timings["kafka_logins_s"] = round(time.monotonic() - t_users, 1)
 
 
 def _terminate(pid: int, timeout: float) -> None:
@@ -1367,6 +1476,8 @@ def env_exports(settings: Settings) -> list[str]:
     values: dict[str, str] = {
         # Read by adapters/settings.py (prefix PERMSTORE_).
         "PERMSTORE_KAFKA_BOOTSTRAP": f"{HOST}:{settings.kafka_port}",
+        "PERMSTORE_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "PERMSTORE_LOCAL_DIR": str(settings.local_dir),
         "PERMSTORE_CASSANDRA_HOSTS": HOST,
         "PERMSTORE_CASSANDRA_PORT": str(settings.cassandra_port),
         "PERMSTORE_CASSANDRA_LOCAL_DC": CASSANDRA_DC,
@@ -1374,6 +1485,10 @@ def env_exports(settings: Settings) -> list[str]:
     # Where each login's password is (the services find these files by themselves too).
     for cred in settings.credentials().values():
         prefix = f"PERMSTORE_CASSANDRA_{cred.key.upper()}"
+        values[f"{prefix}_USER"] = cred.role
+        values[f"{prefix}_PASSWORD_FILE"] = str(cred.file)
+    for cred in settings.kafka_credentials().values() if settings.kafka_sasl else ():
+        prefix = f"PERMSTORE_KAFKA_{cred.key.upper()}"
         values[f"{prefix}_USER"] = cred.role
         values[f"{prefix}_PASSWORD_FILE"] = str(cred.file)
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
@@ -1435,7 +1550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print_status(report)
             return 0 if all(row["ready"] for row in report.values()) else 1
         elif args.cmd == "secrets":
-            for cred in settings.credentials().values():
+            kafka = settings.kafka_credentials().values() if settings.kafka_sasl else ()
+            for cred in [*settings.credentials().values(), *kafka]:
                 ensure_password(settings, cred)
                 say(f"{cred.role}: {cred.file}")
             for path in write_compose_env_files(settings):

@@ -6,10 +6,12 @@ PERMSTORE_* settings as localstack's:
     .venv/bin/python -m deploy.readiness kafka cassandra --timeout 5
 
 prints one JSON object, `{"kafka": {"ready": ..., "answers": ..., "note": ...}, ...}`, and
-exits 0 only if every server asked about is ready. Kafka is ready when a Metadata request
-lists a broker. Cassandra is ready when `SELECT release_version FROM system.local` works as
-permstore_admin, else as the default superuser; it only "answers" when it speaks CQL but
-refuses both logins (a fresh node before its roles exist). Passwords are never printed.
+exits 0 only if every server asked about is ready. Kafka is ready when a Metadata request,
+sent as permstore_admin (SASL/SCRAM) unless the broker is PLAINTEXT, lists a broker; it only
+"answers" when it refuses that login (a node without SCRAM users yet). Cassandra is ready when
+`SELECT release_version FROM system.local` works as permstore_admin, else as the default
+superuser; it only "answers" when it speaks CQL but refuses both logins (a fresh node before
+its roles exist). Passwords are never printed.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
 from deploy.cassandra_roles import try_login
+from deploy.kafka_users import admin_options
 from deploy.localstack import HOST, Settings, Verdict, cassandra_logins
 
 
@@ -37,11 +41,24 @@ def _why(exc: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-async def _describe_cluster(bootstrap: str, request_timeout_ms: int) -> dict[str, Any]:
+async def _describe_cluster(
+    bootstrap: str, request_timeout_ms: int, login: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The cluster as Metadata describes it; None if the broker refuses the SASL login."""
+    if login.get("sasl_mechanism"):
+        host, port = bootstrap.rsplit(":", 1)
+        try:  # the admin client would hide a refused login behind "Unable to bootstrap"
+            conn = await create_conn(
+                host, int(port), request_timeout_ms=request_timeout_ms, **login
+            )
+        except SaslAuthenticationFailed:
+            return None
+        conn.close()
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="permstore-localstack",
         request_timeout_ms=request_timeout_ms,
+        **login,
     )
     try:
         await admin.start()
@@ -51,14 +68,16 @@ async def _describe_cluster(bootstrap: str, request_timeout_ms: int) -> dict[str
         await admin.close()
 
 
-def kafka_ready(bootstrap: str, timeout: float = 5.0) -> Verdict:
+def kafka_ready(bootstrap: str, login: dict[str, Any], timeout: float = 5.0) -> Verdict:
     """Ready (and answering) when a Metadata request to `bootstrap` lists a broker."""
     try:
         cluster = asyncio.run(
-            asyncio.wait_for(_describe_cluster(bootstrap, int(timeout * 1000)), timeout)
+            asyncio.wait_for(_describe_cluster(bootstrap, int(timeout * 1000), login), timeout)
         )
     except (KafkaError, OSError, TimeoutError) as exc:
         return Verdict(False, False, _why(exc))
+    if cluster is None:
+        return Verdict(False, True, f"login as {login['sasl_plain_username']} refused")
     brokers = [(b["node_id"], b["host"], b["port"]) for b in cluster["brokers"]]
     if not brokers:
         return Verdict(False, False, "Metadata lists no broker yet")
@@ -92,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     report: dict[str, Verdict] = {}
     if "kafka" in args.servers:
-        report["kafka"] = kafka_ready(f"{HOST}:{settings.kafka_port}", args.timeout)
+        login = admin_options(settings)
+        report["kafka"] = kafka_ready(f"{HOST}:{settings.kafka_port}", login, args.timeout)
     if "cassandra" in args.servers:
         logins = cassandra_logins(settings)
         report["cassandra"] = cassandra_ready(HOST, settings.cassandra_port, logins, args.timeout)

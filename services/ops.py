@@ -19,6 +19,7 @@ from cassandra.cluster import Session
 
 from adapters.cassandra import active_generation, connect, ensure_generation, execute
 from adapters.kafka_lag import LagProbe
+from adapters.kafka_security import client_options
 from adapters.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,7 +130,7 @@ def compare_generations(
 async def _wait_caught_up(
     settings: Settings, generation: int, process: subprocess.Popen[bytes], progress: Progress
 ) -> int:
-    probe = LagProbe(settings)
+    probe = LagProbe(settings, "admin")
     await probe.start()
     try:
         while True:
@@ -149,7 +150,9 @@ async def _wait_caught_up(
 async def _group_members(settings: Settings, group: str) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
+    )
     await admin.start()
     try:
         described = await admin.describe_consumer_groups([group])
@@ -270,7 +273,7 @@ async def status(settings: Settings) -> dict[str, Any]:
     except Exception as exc:
         report["cassandra"] = f"unreachable ({type(exc).__name__})"
     report["generation"] = generation
-    probe = LagProbe(settings)
+    probe = LagProbe(settings, "admin")
     try:
         await asyncio.wait_for(probe.start(), 10)
         report["kafka"] = "ok"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
 import structlog
 
+from adapters.kafka_security import faust_credentials
 from adapters.settings import Settings
 from streams import metrics
 from streams.processor import (
@@ -23,6 +25,10 @@ from streams.processor import (
 log = structlog.get_logger("permstore.processor")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+FAUST_DATA = Path(
+    os.environ.get("PERMSTORE_FAUST_DATADIR")
+    or Path(__file__).resolve().parent.parent / ".local" / "faust"
+)
 EXIT_ABANDONED = 75
 
 
@@ -43,9 +49,11 @@ def build_app(
     make_processor: Callable[[DeadLetterSink], BatchProcessor],
 ) -> faust.App:
     """Create the faust app (consumer group `group`) with its agent and the processor it feeds."""
+    FAUST_DATA.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings, "processor"),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
@@ -57,6 +65,8 @@ def build_app(
         producer_acks=-1,
         stream_wait_empty=True,
         autodiscover=False,
+        # faust keeps a per-app folder even without tables; keep it out of the work tree root.
+        datadir=str(FAUST_DATA / group),
     )
     events_topic = app.topic(
         settings.events_topic,

@@ -9,17 +9,22 @@ and deny.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
+import time
 from typing import Any
 
+import httpx
 import orjson
 
 from bench import events as ev
-from bench.common import JsonDict
-from bench.loadgen import LoadSpec
+from bench.common import Deadline, JsonDict, say
+from bench.loadgen import LoadSpec, run_load
 from bench.profiling import Profile
 from bench.report import Row, ScenarioReport, figure, save_figure
 from bench.scenario import Options, Stack
+from bench.stack import BenchProcess, free_port
 
 TENANT = "s1"
 USERS, GROUPS, FOLDERS, DOCS_PER_FOLDER = 2000, 100, 20, 25
@@ -45,11 +50,15 @@ def dataset(rng: random.Random) -> list[JsonDict]:
         for i in range(GROUPS)
     ]
     out += [
-        ev.grant(TENANT, f"group:team-{i}", f"doc:{TENANT}/f{(i * 7 + 3) % FOLDERS}/*", "role:editor")
+        ev.grant(
+            TENANT, f"group:team-{i}", f"doc:{TENANT}/f{(i * 7 + 3) % FOLDERS}/*", "role:editor"
+        )
         for i in range(0, GROUPS, 5)
     ]
     for user in range(USERS):
-        out.append(ev.add_member(TENANT, f"group:team-{rng.randrange(33, GROUPS)}", f"user:u{user}"))
+        out.append(
+            ev.add_member(TENANT, f"group:team-{rng.randrange(33, GROUPS)}", f"user:u{user}")
+        )
         if user % 10 == 0:
             out.append(
                 ev.add_member(TENANT, f"group:team-{rng.randrange(1, GROUPS)}", f"user:u{user}")
@@ -118,17 +127,26 @@ def run(options: Options) -> ScenarioReport:
     )
     singles = single_bodies(rng, 20_000)
     batches = batch_bodies(rng, 300)
+    report.results["load_generator_ceiling"] = calibrate(options, singles, duration, warmup)
     with Stack("s1", options) as stack:
         history = dataset(rng)
         report.results["load"] = stack.load(history, "S1 dataset")
         runs: list[JsonDict] = []
 
         def spec(**kwargs: Any) -> LoadSpec:
-            return LoadSpec(url=stack.url, token=stack.token, duration=duration, warmup=warmup, **kwargs)
+            return LoadSpec(
+                url=stack.url, token=stack.token, duration=duration, warmup=warmup, **kwargs
+            )
 
         for concurrency in closed:
             label = f"single closed c={concurrency}"
-            load = spec(path="/v1/check", bodies=singles, mode="closed", concurrency=concurrency, label=label)
+            load = spec(
+                path="/v1/check",
+                bodies=singles,
+                mode="closed",
+                concurrency=concurrency,
+                label=label,
+            )
             if options.profile and concurrency == closed[-1]:
                 pids = stack.server_pids()
                 with Profile("api_check", pids["api-1"], warmup + duration) as profile:
@@ -137,12 +155,15 @@ def run(options: Options) -> ScenarioReport:
             else:
                 outcome = stack.run_load(load)
             runs.append(outcome.summary() | {"kind": "single"})
-        # Offering far more than the closed loop achieved only builds queues: such rates are
-        # recorded as not offered (and fail their floor) instead of burning minutes.
+        # Open loop at half the closed-loop capacity (latency under moderate load), and at each
+        # configured rate up to 1.5x that capacity; offering more only builds queues, so such
+        # rates are recorded as not offered (and fail their floor) instead of burning minutes.
         capacity = max(r["throughput_rps"] for r in runs)
-        for rate in rates:
+        half = max(10.0, round(capacity / 2, -1))
+        offered = sorted({half, *(r for r in rates if r <= OPEN_HEADROOM * capacity)})
+        for rate in sorted({*rates, half}):
             label = f"single open {rate:.0f}/s"
-            if rate > rates[0] and rate > OPEN_HEADROOM * capacity:
+            if rate not in offered:
                 runs.append(
                     {"kind": "single", "mode": "open", "label": label, "target_rate": rate}
                     | {"skipped": f"closed-loop capacity {capacity:,.0f}/s"}
@@ -162,9 +183,67 @@ def run(options: Options) -> ScenarioReport:
             )
             runs.append(stack.run_load(load).summary() | {"kind": "batch"})
         report.results["runs"] = runs
+        report.results["processor_restarts"] = stack.processor_restarts
     summarise(report, runs)
     report.plots.append(plot(runs))
     return report
+
+
+def calibrate(
+    options: Options, bodies: list[bytes], duration: float, warmup: float
+) -> list[JsonDict]:
+    """The load generator against a do-nothing app (bench/noop_app.py) on the same machine:
+    the most this client can measure here, whatever the API does."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.noop_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(options.workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    server = BenchProcess("noop-api", command, dict(os.environ))
+    server.start()
+    results: list[JsonDict] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = Deadline.after(60)
+        while not deadline.passed():
+            try:
+                httpx.post(f"{url}/v1/check", content=b"{}", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        for concurrency in (8, 32):
+            spec = LoadSpec(
+                url=url,
+                path="/v1/check",
+                bodies=bodies,
+                token="noop",
+                mode="closed",
+                concurrency=concurrency,
+                duration=min(duration, 5.0),
+                warmup=min(warmup, 1.0),
+                label=f"no-op server closed c={concurrency}",
+            )
+            summary = run_load(spec, options.load_procs).summary()
+            say(
+                f"s1: load generator ceiling (no-op server, c={concurrency}): "
+                f"{summary['throughput_rps']:,.0f} req/s, "
+                f"client CPU {summary['client_cpu_percent']}%"
+            )
+            results.append(summary)
+    finally:
+        server.stop()
+    return results
 
 
 def summarise(report: ScenarioReport, runs: list[JsonDict]) -> None:
@@ -224,6 +303,17 @@ def summarise(report: ScenarioReport, runs: list[JsonDict]) -> None:
                 f"open loop, achieved {achieved:,.0f}/s",
             )
         )
+    ceiling = report.results.get("load_generator_ceiling") or []
+    if ceiling:
+        top = max(ceiling, key=lambda r: r["throughput_rps"])
+        report.rows.append(
+            Row(
+                "load generator ceiling (no-op server)",
+                top["throughput_rps"],
+                "req/s",
+                note=f"closed loop c={top['concurrency']}, client CPU {top['client_cpu_percent']}%",
+            )
+        )
     if batch:
         best = max(batch, key=lambda r: r["decisions_per_s"])
         report.rows += [
@@ -269,7 +359,9 @@ def plot(runs: list[JsonDict]) -> str:
     closed = [r for r in runs if r["mode"] == "closed"]
     labels = [r["label"].replace(" closed", "") for r in closed]
     values = [r["decisions_per_s"] for r in closed]
-    bars = right.bar(range(len(closed)), values, color=["C0" if r["kind"] == "single" else "C2" for r in closed])
+    bars = right.bar(
+        range(len(closed)), values, color=["C0" if r["kind"] == "single" else "C2" for r in closed]
+    )
     for bar, r in zip(bars, closed, strict=True):
         right.annotate(
             f"p99 {r['latency_ms']['p99']} ms",
@@ -283,4 +375,3 @@ def plot(runs: list[JsonDict]) -> str:
     right.set_ylabel("decisions/s")
     right.set_title("Closed loop throughput (single vs batch of 100)")
     return save_figure(fig, "s1_checks")
-

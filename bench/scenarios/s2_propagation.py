@@ -112,9 +112,15 @@ def run(options: Options) -> ScenarioReport:
             try:
                 ready.wait(60)
                 time.sleep(3)  # let the processor settle into the background load
+                assert stack.processor is not None
+                applied_before, t_before = stack.processor.applied()[0], time.monotonic()
                 with ResourceMonitor(stack.server_pids()) as load_monitor:
                     loaded = measure(client, "load", count, budget)
                 loaded["server"] = load_monitor.result
+                applied_after = stack.processor.applied()[0]
+                loaded["processor_applied_per_s"] = round(
+                    (applied_after - applied_before) / (time.monotonic() - t_before), 1
+                )
             finally:
                 stop.set()
                 produced: JsonDict = queue.get(timeout=60)
@@ -125,10 +131,16 @@ def run(options: Options) -> ScenarioReport:
                 f" p99 {loaded['visible_ms']['p99']} ms, timeouts {loaded['timeouts']}"
             )
             try:
-                loaded["catch_up_after_s"] = round(wait_lag_zero(stack.namespace.settings(), 120), 1)
+                loaded["catch_up_after_s"] = round(
+                    wait_lag_zero(stack.namespace.settings(), 120), 1
+                )
             except TimeoutError as exc:
                 loaded["catch_up_after_s"] = str(exc)
-    report.results = {"idle": idle, "under_load": loaded}
+    report.results = {
+        "idle": idle,
+        "under_load": loaded,
+        "processor_restarts": stack.processor_restarts,
+    }
     idle_p99 = idle["visible_ms"]["p99"]
     report.rows = [
         Row("propagation p50, idle", idle["visible_ms"]["p50"], "ms"),
@@ -144,7 +156,8 @@ def run(options: Options) -> ScenarioReport:
             "propagation p50, 1,000 events/s background",
             loaded["visible_ms"]["p50"],
             "ms",
-            note=f"background achieved {loaded['background']['rate']:,.0f}/s",
+            note=f"background published {loaded['background']['rate']:,.0f}/s, "
+            f"processor applied {loaded['processor_applied_per_s']:,.0f}/s",
         ),
         Row(
             "propagation p99, 1,000 events/s background",

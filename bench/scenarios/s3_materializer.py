@@ -25,8 +25,8 @@ from bench.common import JsonDict, say
 from bench.monitor import ResourceMonitor
 from bench.profiling import Profile
 from bench.report import Row, ScenarioReport, figure, save_figure
-from bench.scenario import Options, Stack
-from bench.stack import Processor, wait_applied, wait_lag_zero
+from bench.scenario import Options, Stack, steady_rate
+from bench.stack import wait_applied, wait_lag_zero
 
 DIRECT_FLOOR = 5000.0
 GROUP_SIZE, GROUPS_PER_TENANT = 20, 10
@@ -34,7 +34,7 @@ ROLE_ACTIONS = ["read", "write", "comment", "delete", "share"]
 FAN = 10_000
 
 
-def direct_events(count: int) -> list[ev.JsonDict]:
+def direct_events(count: int) -> list[JsonDict]:
     """Direct grants, 16 tenants."""
     return [
         ev.grant(f"d{i % 16}", f"user:u{i % 5000}", f"doc:d{i % 16}/f{i % 50}/d{i}", "read")
@@ -42,7 +42,7 @@ def direct_events(count: int) -> list[ev.JsonDict]:
     ]
 
 
-def group_setup() -> list[ev.JsonDict]:
+def group_setup() -> list[JsonDict]:
     """8 tenants x 10 groups x 20 members, plus the 5-action role of the role workload."""
     out = [
         ev.add_member(f"m{t}", f"group:g{g}", f"user:m{g}-{k}")
@@ -54,7 +54,7 @@ def group_setup() -> list[ev.JsonDict]:
     return out
 
 
-def group_events(count: int) -> list[ev.JsonDict]:
+def group_events(count: int) -> list[JsonDict]:
     """Grants to groups of 20 members."""
     return [
         ev.grant(f"m{i % 8}", f"group:g{i % GROUPS_PER_TENANT}", f"doc:m/f{i % 50}/d{i}", "read")
@@ -62,7 +62,7 @@ def group_events(count: int) -> list[ev.JsonDict]:
     ]
 
 
-def role_events(count: int) -> list[ev.JsonDict]:
+def role_events(count: int) -> list[JsonDict]:
     """Grants of a 5-action role to users."""
     return [
         ev.grant(f"r{i % 8}", f"user:u{i % 5000}", f"doc:r/f{i % 50}/d{i}", "role:editor5")
@@ -70,36 +70,17 @@ def role_events(count: int) -> list[ev.JsonDict]:
     ]
 
 
-def fan_setup() -> list[ev.JsonDict]:
+def fan_setup() -> list[JsonDict]:
     """group:big holds 10,000 grants; group:crowd has 10,000 members (one tenant)."""
     out = [ev.grant("fan", "group:big", f"doc:fan/big/d{i}", "read") for i in range(FAN)]
     out += [ev.add_member("fan", "group:crowd", f"user:c{i}") for i in range(FAN)]
     return out
 
 
-def steady_rate(samples: list[tuple[float, float, float]], total: float) -> JsonDict:
-    """Events/s and view rows/s between 5 % applied and the last sample."""
-    if not samples or samples[-1][1] <= 0:
-        return {"events_per_s": 0.0, "view_rows_per_s": 0.0, "seconds": None}
-    start = next((s for s in samples if s[1] >= 0.05 * total), samples[0])
-    end = samples[-1]
-    seconds = max(1e-6, end[0] - start[0])
-    first = next(s for s in samples if s[1] > 0)
-    return {
-        "events_per_s": round((end[1] - start[1]) / seconds, 1),
-        "view_rows_per_s": round((end[2] - start[2]) / seconds, 1),
-        "seconds": round(seconds, 2),
-        "first_applied_after_start_s": round(first[0] - samples[0][0], 2),
-        "applied": end[1],
-        "view_rows": end[2],
-        "complete": end[1] >= total,
-    }
-
-
 def catch_up(
     stack: Stack,
     name: str,
-    events: list[ev.JsonDict],
+    events: list[JsonDict],
     timeout: float,
     profile: bool,
 ) -> JsonDict:
@@ -111,9 +92,9 @@ def catch_up(
     with ResourceMonitor(stack.server_pids()) as monitor:
         if profile:
             with Profile("processor_" + name, processor.pid, min(timeout, 30)) as prof:
-                samples = follow(processor, len(events), timeout)
+                samples = stack.follow(len(events), timeout, partial=True)
         else:
-            samples = follow(processor, len(events), timeout)
+            samples = stack.follow(len(events), timeout, partial=True)
     samples.insert(0, (started, 0.0, 0.0))
     result = steady_rate(samples, len(events))
     result.update(
@@ -134,12 +115,7 @@ def catch_up(
     return result
 
 
-def follow(processor: Processor, total: int, timeout: float) -> list[tuple[float, float, float]]:
-    """Counter samples until total events are applied (or the bound passes)."""
-    return wait_applied(processor, total, timeout, poll=0.2, partial=True)
-
-
-def fan_out(stack: Stack, name: str, event: ev.JsonDict) -> JsonDict:
+def fan_out(stack: Stack, name: str, event: JsonDict) -> JsonDict:
     """Time one big fan-out event with the processor running."""
     processor = stack.processor
     assert processor is not None
@@ -162,7 +138,7 @@ def run(options: Options) -> ScenarioReport:
         "role": options.pick(5_000, 50_000),
     }
     timeout = options.pick(240.0, 1200.0)
-    makers: dict[str, Callable[[int], list[ev.JsonDict]]] = {
+    makers: dict[str, Callable[[int], list[JsonDict]]] = {
         "direct": direct_events,
         "group": group_events,
         "role": role_events,
@@ -196,6 +172,7 @@ def run(options: Options) -> ScenarioReport:
             ),
         }
         report.results["fan_out"] = fan
+        report.results["processor_restarts"] = stack.processor_restarts
     for name, data in throughput.items():
         note = f"{data['events']:,} events" + ("" if data["complete"] else ", bound reached")
         floor = ">= 5,000/s" if name == "direct" else ""
@@ -213,8 +190,18 @@ def run(options: Options) -> ScenarioReport:
     a = fan["add_member_to_group_with_10k_grants"]
     b = fan["grant_to_group_of_10k_members"]
     report.rows += [
-        Row("(a) add member to group with 10k grants", a["seconds"], "s", note=f"{a['view_rows']:,.0f} view rows"),
-        Row("(b) grant to group of 10k members", b["seconds"], "s", note=f"{b['view_rows']:,.0f} view rows"),
+        Row(
+            "(a) add member to group with 10k grants",
+            a["seconds"],
+            "s",
+            note=f"{a['view_rows']:,.0f} view rows",
+        ),
+        Row(
+            "(b) grant to group of 10k members",
+            b["seconds"],
+            "s",
+            note=f"{b['view_rows']:,.0f} view rows",
+        ),
     ]
     report.plots.append(plot(throughput))
     return report
@@ -232,8 +219,15 @@ def plot(throughput: dict[str, JsonDict]) -> str:
     left.legend()
     names = list(throughput)
     xs = range(len(names))
-    right.bar([x - 0.2 for x in xs], [throughput[n]["events_per_s"] for n in names], 0.4, label="events/s")
-    right.bar([x + 0.2 for x in xs], [throughput[n]["view_rows_per_s"] for n in names], 0.4, label="view rows/s")
+    right.bar(
+        [x - 0.2 for x in xs], [throughput[n]["events_per_s"] for n in names], 0.4, label="events/s"
+    )
+    right.bar(
+        [x + 0.2 for x in xs],
+        [throughput[n]["view_rows_per_s"] for n in names],
+        0.4,
+        label="view rows/s",
+    )
     right.axhline(DIRECT_FLOOR, color="grey", linestyle="--", label="direct floor 5,000/s")
     right.set_xticks(list(xs), names)
     right.set_title("Sustained processor throughput")

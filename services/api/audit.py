@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import zlib
 
-from permcore.replay import fold_event, load_snapshot, month_of
+import orjson
+
+from permcore.replay import fold_fields, load_snapshot, month_of
 from permcore.state import TenantState
-from schemas.events import parse_event
 from services.api.reader import ViewReader
 
 REPLAY_PAGE = 5000
@@ -31,7 +32,8 @@ async def state_at(reader: ViewReader, tenant: str, at_us: int) -> tuple[TenantS
         while True:
             rows = await reader.log_page(tenant, month, after, at_us, REPLAY_PAGE)
             for row in rows:
-                fold_event(state, parse_event(row.event))
+                body = orjson.loads(row.event)
+                fold_fields(state, body["type"], body)
                 after = (row.recorded_at, row.offset)
             replayed += len(rows)
             if len(rows) < REPLAY_PAGE:

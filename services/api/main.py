@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.cassandra import active_generation, connect, execute
 from adapters.kafka_lag import LagProbe
+from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
 from adapters.settings import Settings
 from services.api.deps import Services
@@ -103,9 +104,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         enable_idempotence=True,
         linger_ms=2,
         request_timeout_ms=10_000,
+        **client_options(settings, "api"),
     )
     await producer.start()
-    probe = LagProbe(settings)
+    probe = LagProbe(settings, "api")
     await probe.start()
     services = Services(
         settings=settings,

@@ -41,7 +41,7 @@ def wait_caught_up(settings: Settings, generation: int = 1, timeout: float = 120
     """Wait until a generation's processor group has committed the end of every partition."""
 
     async def run() -> float:
-        probe = LagProbe(settings)
+        probe = LagProbe(settings, "admin")
         await probe.start()
         started = time.monotonic()
         try:

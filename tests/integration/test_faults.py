@@ -28,7 +28,8 @@ REQUEST_BOUND_SECONDS = 8.0
 
 def local_pid(server: str) -> int | None:
     """Pid of a server started by deploy/localstack.py, or None (containers, other hosts)."""
-    path = REPO / ".local" / server / f"{server}.pid"
+    local = Path(os.environ.get("PERMSTORE_LOCAL_DIR") or REPO / ".local")
+    path = local / server / f"{server}.pid"
     if not path.exists():
         return None
     pid = int(path.read_text().strip())

@@ -1,4 +1,8 @@
-"""Direct Kafka access for tests: publish raw records as an upstream system would, read DLQ."""
+"""Direct Kafka access for tests: publish raw records as an upstream system would, read DLQ.
+
+Producers log in as permstore_publisher (what an upstream system gets), readers as
+permstore_admin; the security protocol and passwords come from PERMSTORE_* settings.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,26 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from adapters.kafka_security import client_options
+from adapters.settings import Settings
 from permcore.consistency import LogPoint, encode_token
 
 
+def login(bootstrap: str, role: str) -> dict[str, Any]:
+    """aiokafka keyword arguments for a client of `bootstrap` logged in as `role`."""
+    return {"bootstrap_servers": bootstrap, **client_options(Settings(), role)}
+
+
 def produce(
-    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    role: str = "publisher",
 ) -> list[tuple[int, int]]:
     """Publish (key, value) records in order; returns (partition, offset) of each."""
 
     async def run() -> list[tuple[int, int]]:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**login(bootstrap, role), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             positions = []
@@ -39,7 +51,7 @@ def produce_many(bootstrap: str, topic: str, records: Sequence[tuple[bytes, byte
 
     async def run() -> int:
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+            **login(bootstrap, "publisher"), acks="all", linger_ms=20, max_batch_size=512 * 1024
         )
         await producer.start()
         try:
@@ -61,12 +73,12 @@ def publish_events(bootstrap: str, topic: str, events: Sequence[dict[str, Any]])
     return encode_token(str(events[-1]["tenant"]), LogPoint(partition, offset))
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+def read_topic(bootstrap: str, topic: str, timeout: float = 5.0, role: str = "admin") -> list[Any]:
     """Every record currently in a topic (all partitions), oldest first per partition."""
 
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            **login(bootstrap, role), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:

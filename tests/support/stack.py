@@ -93,17 +93,23 @@ def drop_test_data(env: dict[str, str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     from adapters.cassandra import connect
+    from adapters.kafka_acls import drop_acls
+    from adapters.kafka_security import client_options
     from adapters.settings import Settings
 
     settings = Settings(
         kafka_bootstrap=env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         events_topic=env["PERMSTORE_EVENTS_TOPIC"],
         dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
+        processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
         cassandra_keyspace=env["PERMSTORE_CASSANDRA_KEYSPACE"],
     )
 
     async def drop_topics() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await drop_acls(settings)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
+        )
         await admin.start()
         try:
             names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
@@ -134,6 +140,10 @@ def _start_containers(env: dict[str, str]) -> list[object]:
     kafka.start()
     cassandra.start()
     env["PERMSTORE_KAFKA_BOOTSTRAP"] = kafka.get_bootstrap_server()
+    # The container's broker has no SASL: this process (tests/support/kafka_io.py) and ours.
+    env["PERMSTORE_KAFKA_SECURITY_PROTOCOL"] = os.environ["PERMSTORE_KAFKA_SECURITY_PROTOCOL"] = (
+        "PLAINTEXT"
+    )
     env["PERMSTORE_CASSANDRA_HOSTS"] = cassandra.get_container_host_ip()
     env["PERMSTORE_CASSANDRA_PORT"] = str(cassandra.get_exposed_port(9042))
     return [kafka, cassandra]
