@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 
 from adapters.settings import Settings
 from services.api.errors import ApiError
 from services.api.middleware import RateLimiter
+from services.api.publisher import EventPublisher
 from services.api.reader import ViewReader
 from services.auth import AuthenticationError, Authenticator, Caller, Scope
 
@@ -25,7 +25,7 @@ class Services:
 
     settings: Settings
     reader: ViewReader
-    producer: AIOKafkaProducer | None
+    publisher: EventPublisher | None
     authenticator: Authenticator
     rate_limiter: RateLimiter
 

@@ -30,6 +30,7 @@ from services.api.middleware import (
     RateLimiter,
     SecurityHeadersMiddleware,
 )
+from services.api.publisher import EventPublisher
 from services.api.reader import ViewReader
 from services.api.routes import router
 from services.auth_settings import AuthSettings, build_authenticator
@@ -98,21 +99,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         or active_generation(session, settings.cassandra_keyspace)
         or 1
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        request_timeout_ms=10_000,
-        **client_options(settings, "api"),
-    )
-    await producer.start()
+
+    def make_producer() -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            request_timeout_ms=10_000,
+            **client_options(settings, "api"),
+        )
+
+    publisher = EventPublisher(make_producer)
+    await publisher.start()
     probe = LagProbe(settings, "api")
     await probe.start()
     services = Services(
         settings=settings,
         reader=ViewReader(session, settings.cassandra_keyspace, generation),
-        producer=producer,
+        publisher=publisher,
         authenticator=build_authenticator(AuthSettings()),
         rate_limiter=RateLimiter(settings.rate_limit_per_second),
     )
@@ -125,7 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         watcher.cancel()
         await probe.close()
-        await producer.stop()
+        await publisher.stop()
         await asyncio.to_thread(cluster.shutdown)
 
 

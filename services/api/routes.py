@@ -153,16 +153,13 @@ async def post_events(
         raise invalid("events[].tenant", "all events of one request must name the same tenant")
     tenant = tenants.pop()
     ensure_tenant(caller, tenant, request.url.path)
-    if services.producer is None:
+    if services.publisher is None:
         raise ApiError(503, "unavailable", "event ingestion is not configured on this node")
-    key = tenant.encode()
-    sends = [
-        await services.producer.send(
-            services.settings.events_topic, key=key, value=event_to_json(event)
-        )
-        for event in batch.events
-    ]
-    acknowledged = await asyncio.gather(*sends)
+    acknowledged = await services.publisher.publish(
+        services.settings.events_topic,
+        tenant.encode(),
+        [event_to_json(event) for event in batch.events],
+    )
     last = max(acknowledged, key=lambda meta: meta.offset)
     token = encode_token(tenant, LogPoint(last.partition, last.offset))
     return EventsAccepted(accepted=len(batch.events), token=token)
