@@ -7,6 +7,16 @@ import os
 import sys
 
 import structlog
+from asgi_correlation_id.context import correlation_id
+from structlog.typing import EventDict, WrappedLogger
+
+
+def add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Tag a log line with the HTTP request it belongs to, when there is one."""
+    request_id = correlation_id.get()
+    if request_id:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -17,6 +27,7 @@ def configure_logging(level: str | None = None) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_request_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
