@@ -170,6 +170,16 @@ class AuditCheckResponse(BaseModel):
     replayed_events: int = Field(description="Events folded to answer (after any snapshot)")
 
 
+class TenantFreshness(BaseModel):
+    """How current a tenant's views are."""
+
+    tenant: str
+    token: str = Field(description="Consistency token of the newest applied event")
+    applied_offset: int = Field(description="Log offset of the newest applied event (-1: none)")
+    applied_at: str | None = Field(description="When the processor applied it")
+    age_seconds: float | None = Field(description="Seconds since then")
+
+
 class ErrorBody(BaseModel):
     """Error detail."""
 

@@ -46,7 +46,7 @@ class ViewReader:
             "WHERE tenant = ? AND principal = ? AND pattern IN ? AND action = ?"
         )
         self._position = prep(
-            f"SELECT applied_partition, applied_offset FROM {g % 'projector_state'} "
+            f"SELECT applied_partition, applied_offset, applied_at FROM {g % 'projector_state'} "
             "WHERE tenant = ? LIMIT 1"
         )
         self._perms_page = prep(
@@ -90,6 +90,15 @@ class ViewReader:
             point = LogPoint(int(rows[0][0]), int(rows[0][1]))
         self._positions[tenant] = point
         return point
+
+    async def freshness(self, tenant: str) -> tuple[LogPoint, int | None]:
+        """The applied point and when the processor wrote it (epoch us), read fresh."""
+        rows = list(await execute(self._session, self._position, (tenant,)))
+        if not rows or rows[0][1] is None:
+            return START, None
+        point = LogPoint(int(rows[0][0]), int(rows[0][1]))
+        self._positions[tenant] = point
+        return point, int(rows[0][2]) if rows[0][2] is not None else None
 
     async def wait_for(
         self, tenant: str, wanted: LogPoint, bound_seconds: float

@@ -62,6 +62,7 @@ from services.api.models import (
     PrincipalItem,
     PrincipalsPage,
     ReasonModel,
+    TenantFreshness,
 )
 from services.api.reader import ViewReader
 
@@ -331,6 +332,27 @@ async def who_can(
 
 
 TIME_ADAPTER: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+
+
+@router.get(
+    "/tenants/{tenant}/freshness",
+    response_model=TenantFreshness,
+    responses=ERRORS,
+    summary="View freshness of a tenant",
+)
+async def tenant_freshness(
+    tenant: TenantPath, caller: CheckCaller, services: ServicesDep
+) -> TenantFreshness:
+    """The newest event applied to the tenant's views and how long ago that was."""
+    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
+    point, applied_at = await services.reader.freshness(tenant)
+    return TenantFreshness(
+        tenant=tenant,
+        token=encode_token(tenant, point),
+        applied_offset=point.offset,
+        applied_at=micros_to_rfc3339(applied_at) if applied_at else None,
+        age_seconds=(now_micros() - applied_at) / 1e6 if applied_at else None,
+    )
 
 
 def parse_time(field: str, value: str | None) -> datetime | None:

@@ -85,6 +85,10 @@ def _audit_check(tenant: str) -> dict[str, Any]:
     return {"method": "GET", "url": audit_check_path(tenant), "params": params}
 
 
+def _freshness(tenant: str) -> dict[str, Any]:
+    return {"method": "GET", "url": f"/v1/tenants/{tenant}/freshness"}
+
+
 ENDPOINTS = [
     Endpoint("post_events", "write", _events, 202),
     Endpoint("check", "check", _check),
@@ -93,6 +97,7 @@ ENDPOINTS = [
     Endpoint("who_can", "check", _who_can),
     Endpoint("audit_events", "audit", _audit_events),
     Endpoint("audit_check", "audit", _audit_check),
+    Endpoint("freshness", "check", _freshness),
 ]
 ENDPOINT_IDS = [e.name for e in ENDPOINTS]
 

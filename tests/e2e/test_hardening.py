@@ -60,3 +60,36 @@ def test_security_headers(api_url: str, tenant: str, issue_token: Callable[..., 
         assert "default-src 'none'" in response.headers["content-security-policy"]
         assert response.headers.get("x-request-id")
     assert ok.status_code == 200 and refused.status_code == 401
+
+
+def test_freshness_reports_the_applied_event(
+    api_url: str, tenant: str, issue_token: Callable[..., str]
+) -> None:
+    """A tenant's freshness names the newest applied event and its age."""
+    headers = {"Authorization": f"Bearer {issue_token(tenant, 'check,write')}"}
+    empty = httpx.get(f"{api_url}/v1/tenants/{tenant}/freshness", headers=headers).json()
+    assert empty["applied_offset"] == -1 and empty["applied_at"] is None
+    event = {
+        "event_id": "f1",
+        "tenant": tenant,
+        "type": "grant",
+        "actor": "user:admin",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "principal": "user:a",
+        "resource": "doc:x",
+        "permission": "read",
+    }
+    token = httpx.post(f"{api_url}/v1/events", json={"events": [event]}, headers=headers).json()[
+        "token"
+    ]
+    body = {
+        "tenant": tenant,
+        "principal": "user:a",
+        "resource": "doc:x",
+        "action": "read",
+        "consistency": {"at_least": token},
+    }
+    assert httpx.post(f"{api_url}/v1/check", json=body, headers=headers).json()["allowed"]
+    fresh = httpx.get(f"{api_url}/v1/tenants/{tenant}/freshness", headers=headers).json()
+    assert fresh["applied_offset"] >= 0 and fresh["token"] == token
+    assert 0 <= fresh["age_seconds"] < 120

@@ -34,6 +34,7 @@ OPERATIONS = [
     ("GET", "/v1/tenants/{tenant}/resources/{resource}/principals"),
     ("GET", "/v1/tenants/{tenant}/audit/events"),
     ("GET", "/v1/tenants/{tenant}/audit/check"),
+    ("GET", "/v1/tenants/{tenant}/freshness"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
