@@ -130,7 +130,7 @@ class BatchProcessor:
         metrics.VIEW_CHANGES.inc(effects.view_change_count())
         if effects.applied:
             last = effects.applied[-1]
-            metrics.TENANT_FRESHNESS.set(last.recorded_at / 1_000_000)
+            metrics.mark_fresh(tenant, last.recorded_at / 1_000_000)
             await self._maybe_snapshot(tenant, state, len(effects.applied), last.recorded_at)
 
     async def _maybe_snapshot(
