@@ -152,6 +152,7 @@ def test_frozen_cassandra_answers_503_then_recovers(
     traffic.stop.set()
     traffic.join(60)
     assert ready.status_code == 503 and "cassandra" in ready.text
+    assert httpx.get(f"{api_url}/readyz", timeout=10).status_code == 200, "readiness recovers"
     codes = {code for _, _, code in traffic.statuses}
     assert 500 not in codes, traffic.statuses
     assert codes <= {200, 202, 503}, codes

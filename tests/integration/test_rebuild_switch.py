@@ -3,6 +3,7 @@ verified against the serving one, and readers switched with no failed check."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from adapters.cassandra import connect
 from adapters.settings import Settings
 from services import ops
 from tests.integration.test_crash_restart import settings_of, wait_caught_up
@@ -123,3 +125,18 @@ def test_rebuild_switches_generations_under_load(
     assert load.wrong == 0
     assert {before, result.generation} <= load.generations
     assert progress and progress[-1][0] == progress[-1][1]
+
+    report = asyncio.run(ops.status(settings))
+    assert report["cassandra"] == "ok" and report["kafka"] == "ok"
+    assert report["generation"] == result.generation
+    cluster, session = connect(settings, "admin", request_timeout=60)
+    try:
+        listed = {g.id: g for g in ops.list_generations(session, settings.cassandra_keyspace)}
+        assert listed[result.generation].active and listed[before].state == "retired"
+        with pytest.raises(ValueError, match="active"):
+            ops.drop_generation(session, settings.cassandra_keyspace, result.generation)
+        ops.drop_generation(session, settings.cassandra_keyspace, before)
+        remaining = {g.id for g in ops.list_generations(session, settings.cassandra_keyspace)}
+        assert before not in remaining
+    finally:
+        cluster.shutdown()
