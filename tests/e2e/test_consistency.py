@@ -21,7 +21,7 @@ from tests.e2e.helpers import (
     publish,
     who_can_path,
 )
-from tests.support.stack import ManagedProcess, StackEnvironment, api, free_port, wait_ready
+from tests.support.stack import ManagedProcess, StackEnvironment, extra_api
 
 pytestmark = pytest.mark.e2e
 
@@ -160,17 +160,10 @@ def test_unreached_token_waits_for_the_default_bound_then_503(
 @pytest.fixture(scope="module")
 def short_bound_api(test_env: StackEnvironment, processor_process: ManagedProcess) -> Iterator[str]:
     """A second API process whose consistency bound is PERMSTORE_CONSISTENCY_WAIT_SECONDS."""
-    env = dict(test_env.env)
-    env["PERMSTORE_CONSISTENCY_WAIT_SECONDS"] = str(SHORT_BOUND)
-    port = free_port()
-    process = api(env, port, name="api-short-bound")
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
+    with extra_api(
+        test_env.env, "api-short-bound", PERMSTORE_CONSISTENCY_WAIT_SECONDS=str(SHORT_BOUND)
+    ) as url:
         yield url
-    finally:
-        process.stop()
 
 
 def test_configured_bound_is_honoured(

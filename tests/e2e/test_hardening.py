@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.support.stack import ManagedProcess, StackEnvironment, api, free_port, wait_ready
+from tests.support.stack import ManagedProcess, StackEnvironment, extra_api
 
 pytestmark = pytest.mark.e2e
 
@@ -17,16 +17,10 @@ LIMIT = 5
 @pytest.fixture(scope="module")
 def limited_api(test_env: StackEnvironment, processor_process: ManagedProcess) -> Iterator[str]:
     """An API process allowing each subject LIMIT requests per second."""
-    env = dict(test_env.env, PERMSTORE_RATE_LIMIT_PER_SECOND=str(LIMIT))
-    port = free_port()
-    process = api(env, port, name="api-rate-limited")
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
+    with extra_api(
+        test_env.env, "api-rate-limited", PERMSTORE_RATE_LIMIT_PER_SECOND=str(LIMIT)
+    ) as url:
         yield url
-    finally:
-        process.stop()
 
 
 def test_rate_limit_per_subject(

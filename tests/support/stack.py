@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,6 +219,20 @@ def api(env: dict[str, str], port: int, name: str = "api") -> ManagedProcess:
         ],
         env,
     )
+
+
+@contextmanager
+def extra_api(env: dict[str, str], name: str, **overrides: str) -> Iterator[str]:
+    """A second API process with some settings changed; yields its base URL once ready."""
+    port = free_port()
+    process = api({**env, **overrides}, port, name=name)
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.stop()
 
 
 def wait_ready(url: str, process: ManagedProcess, timeout: float = 90) -> None:
