@@ -22,10 +22,6 @@ from cassandra.query import tuple_factory
 from adapters.settings import Settings
 
 
-class StoreUnavailableError(RuntimeError):
-    """Cassandra could not answer in time; callers map this to 503, never 500."""
-
-
 def connect(
     settings: Settings, role: str, *, request_timeout: float = 5.0
 ) -> tuple[Cluster, Session]:

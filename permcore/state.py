@@ -84,23 +84,6 @@ class TenantState:
         """The subject and every principal that reaches it through memberships."""
         return _closure(subject, self.members)
 
-    def group_path(self, principal: str, group: str) -> list[str]:
-        """A shortest membership chain from principal to group (both included), or []."""
-        parents: dict[str, str | None] = {principal: None}
-        queue = deque([principal])
-        while queue:
-            node = queue.popleft()
-            if node == group:
-                path = [node]
-                while (prev := parents[path[-1]]) is not None:
-                    path.append(prev)
-                return path[::-1]
-            for parent in self.groups_of.get(node, ()):
-                if parent not in parents:
-                    parents[parent] = node
-                    queue.append(parent)
-        return []
-
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> bool:
     values = index.get(key)
