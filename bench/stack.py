@@ -107,37 +107,12 @@ class Namespace:
 
 def drop_namespace(settings: Settings) -> None:
     """Delete a namespace's topics and keyspace (best effort, bounded)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from adapters.cassandra import connect
-    from adapters.kafka_acls import drop_acls
-    from adapters.kafka_security import client_options
-
-    async def drop_topics() -> None:
-        await drop_acls(settings)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
-        )
-        await admin.start()
-        try:
-            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
-            if names:
-                await admin.delete_topics(sorted(names))
-        finally:
-            await admin.close()
+    from services.ops import drop_data
 
     try:
-        asyncio.run(drop_topics())
+        drop_data(settings)
     except Exception as exc:
-        say(f"could not delete topics of {settings.events_topic}: {exc!r}")
-    try:
-        cluster, session = connect(settings, "admin", request_timeout=120)
-        try:
-            session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
-        finally:
-            cluster.shutdown()
-    except Exception as exc:
-        say(f"could not drop keyspace {settings.cassandra_keyspace}: {exc!r}")
+        say(f"could not drop namespace {settings.cassandra_keyspace}: {exc!r}")
 
 
 class BenchProcess:

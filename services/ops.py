@@ -284,3 +284,39 @@ async def status(settings: Settings) -> dict[str, Any]:
     finally:
         await probe.close()
     return report
+
+
+def drop_data(settings: Settings) -> None:
+    """Delete everything of one deployment: its topics, their ACLs and its keyspace.
+
+    Tests and benchmarks use it to remove the namespace they made; it waits until the broker
+    has really deleted the topics, so they can be created again at once.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from adapters.kafka_acls import drop_acls
+    from adapters.kafka_security import client_options
+
+    async def drop_topics() -> None:
+        await drop_acls(settings)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
+        )
+        await admin.start()
+        try:
+            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
+            if names:
+                await admin.delete_topics(sorted(names))
+            for _ in range(150):  # the broker deletes topics asynchronously
+                if not set(await admin.list_topics()) & names:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+    asyncio.run(drop_topics())
+    cluster, session = connect(settings, "admin", request_timeout=120)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
+    finally:
+        cluster.shutdown()

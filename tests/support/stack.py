@@ -7,7 +7,6 @@ Tests use their own topic, keyspace and consumer group so they never disturb `ma
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -91,12 +90,8 @@ def start_servers() -> StackEnvironment:
 
 def drop_test_data(env: dict[str, str]) -> None:
     """Start each session from an empty test topic and keyspace, so comparisons are exact."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from adapters.cassandra import connect
-    from adapters.kafka_acls import drop_acls
-    from adapters.kafka_security import client_options
     from adapters.settings import Settings
+    from services.ops import drop_data
 
     settings = Settings(
         kafka_bootstrap=env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
@@ -105,30 +100,7 @@ def drop_test_data(env: dict[str, str]) -> None:
         processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
         cassandra_keyspace=env["PERMSTORE_CASSANDRA_KEYSPACE"],
     )
-
-    async def drop_topics() -> None:
-        await drop_acls(settings)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
-        )
-        await admin.start()
-        try:
-            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
-            if names:
-                await admin.delete_topics(sorted(names))
-            for _ in range(150):  # the broker deletes topics asynchronously
-                if not set(await admin.list_topics()) & names:
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
-
-    asyncio.run(drop_topics())
-    cluster, session = connect(settings, "admin", request_timeout=60)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
-    finally:
-        cluster.shutdown()
+    drop_data(settings)
 
 
 def _start_containers(env: dict[str, str]) -> list[object]:
