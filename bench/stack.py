@@ -7,7 +7,6 @@ processor exposes its metrics on a free port. Logs go to .local/logs/bench.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -358,31 +357,11 @@ def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
     )
 
 
-def consumer_group(settings: Settings, generation: int = 1) -> str:
-    """The processor's consumer group for a generation of views."""
-    return settings.group_for(generation)
-
-
 def wait_lag_zero(settings: Settings, timeout: float, generation: int = 1) -> float:
     """Wait until the processor group has committed every record; returns seconds waited."""
-    from adapters.kafka_lag import LagProbe
+    from services.ops import wait_caught_up
 
-    group = consumer_group(settings, generation)
-
-    async def run() -> float:
-        probe = LagProbe(settings, "admin")
-        await probe.start()
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < timeout:
-                if sum((await probe.lag(group)).values()) == 0:
-                    return time.monotonic() - started
-                await asyncio.sleep(0.2)
-        finally:
-            await probe.close()
-        raise TimeoutError(f"group {group} did not catch up in {timeout:.0f}s")
-
-    return asyncio.run(run())
+    return wait_caught_up(settings, generation, timeout)
 
 
 class ProcessorDiedError(RuntimeError):

@@ -320,3 +320,24 @@ def drop_data(settings: Settings) -> None:
         session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
     finally:
         cluster.shutdown()
+
+
+def wait_caught_up(settings: Settings, generation: int = 1, timeout: float = 120) -> float:
+    """Wait until a generation's processor group has committed the end of every partition;
+    returns the seconds waited, raises TimeoutError past the bound."""
+    group = settings.group_for(generation)
+
+    async def run() -> float:
+        probe = LagProbe(settings, "admin")
+        await probe.start()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                if sum((await probe.lag(group)).values()) == 0:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.2)
+        finally:
+            await probe.close()
+        raise TimeoutError(f"group {group} did not catch up in {timeout:.0f}s")
+
+    return asyncio.run(run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -13,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.kafka_lag import LagProbe
 from adapters.settings import Settings
 from permstore import PermstoreClient
+from services.ops import wait_caught_up
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
 from tests.strategies import histories
 from tests.support.kafka_io import publish_events
@@ -35,25 +34,6 @@ def settings_of(env: dict[str, str], **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def wait_caught_up(settings: Settings, generation: int = 1, timeout: float = 120) -> float:
-    """Wait until a generation's processor group has committed the end of every partition."""
-
-    async def run() -> float:
-        probe = LagProbe(settings, "admin")
-        await probe.start()
-        started = time.monotonic()
-        try:
-            while time.monotonic() - started < timeout:
-                if sum((await probe.lag(settings.group_for(generation))).values()) == 0:
-                    return time.monotonic() - started
-                await asyncio.sleep(0.2)
-        finally:
-            await probe.close()
-        raise AssertionError(f"generation {generation} did not catch up in {timeout}s")
-
-    return asyncio.run(run())
 
 
 @settings(

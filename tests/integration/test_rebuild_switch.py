@@ -16,7 +16,8 @@ import pytest
 from adapters.cassandra import connect
 from adapters.settings import Settings
 from services import ops
-from tests.integration.test_crash_restart import settings_of, wait_caught_up
+from services.ops import wait_caught_up
+from tests.integration.test_crash_restart import settings_of
 from tests.support.kafka_io import produce_many
 from tests.support.stack import ManagedProcess, StackEnvironment
 
