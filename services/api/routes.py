@@ -43,7 +43,7 @@ from services.api.deps import (
     WriteCaller,
     ensure_tenant,
 )
-from services.api.errors import ApiError
+from services.api.errors import ApiError, error_body
 from services.api.middleware import DECISIONS
 from services.api.models import (
     AuditCheckResponse,
@@ -69,22 +69,172 @@ from services.api.reader import ViewReader
 router = APIRouter(prefix="/v1")
 ALLOWED, DENIED = DECISIONS.labels("true"), DECISIONS.labels("false")
 
+
+def error_example(summary: str, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """A named OpenAPI example of the error body, built by the handlers' own error_body."""
+    return {"summary": summary, "value": error_body(code, message, details)}
+
+
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+# Every error status a route may answer, with an example of each code it carries; the codes
+# are the ones the handlers, dependencies and middleware really produce.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in (
-        (400, "Malformed cursor or token"),
-        (401, "Missing, invalid or expired token"),
-        (403, "Outside the token's tenant or scopes"),
-        (413, "Body over 4 MiB"),
-        (422, "Invalid input: each field and the rule it broke"),
-        (429, "Rate limit exceeded"),
-        (503, "Store unavailable, or consistency wait exceeded"),
+    status: {
+        "model": ErrorResponse,
+        "description": text,
+        "content": {"application/json": {"examples": cases}},
+        **({"headers": headers} if headers else {}),
+    }
+    for status, text, cases, headers in (
+        (
+            400,
+            "Malformed cursor or consistency token",
+            {
+                "invalid_cursor": error_example(
+                    "A cursor this endpoint did not issue",
+                    "invalid_cursor",
+                    "cursor is not one this endpoint issued",
+                    [
+                        {
+                            "field": "cursor",
+                            "rule": "must be a next_cursor returned by this endpoint",
+                        }
+                    ],
+                ),
+                "invalid_token": error_example(
+                    "A consistency token of another tenant or service",
+                    "invalid_token",
+                    "consistency token belongs to another tenant",
+                    [
+                        {
+                            "field": "consistency.at_least",
+                            "rule": "must be a token issued by this service",
+                        }
+                    ],
+                ),
+            },
+            {},
+        ),
+        (
+            401,
+            "Missing, invalid or expired bearer token",
+            {
+                "unauthenticated": error_example(
+                    "The bearer token has expired",
+                    "unauthenticated",
+                    "a valid bearer token is required (expired)",
+                )
+            },
+            {"WWW-Authenticate": {"description": "Always Bearer", "schema": {"type": "string"}}},
+        ),
+        (
+            403,
+            "Outside the token's tenant or scopes",
+            {
+                "forbidden": error_example(
+                    "The token is for another tenant",
+                    "forbidden",
+                    "this token may not do that (wrong_tenant)",
+                )
+            },
+            {},
+        ),
+        (
+            413,
+            "Body over 4 MiB",
+            {
+                "too_large": error_example(
+                    "The body is over 4 MiB", "too_large", "request body over 4 MiB", []
+                )
+            },
+            {},
+        ),
+        (
+            422,
+            "Invalid input: each field and the rule it broke",
+            {
+                "invalid_request": error_example(
+                    "A field breaks its rule",
+                    "invalid_request",
+                    "invalid input: principal",
+                    [{"field": "principal", "rule": PRINCIPAL_RULE}],
+                )
+            },
+            {},
+        ),
+        (
+            429,
+            "Rate limit of the token's subject exceeded",
+            {
+                "rate_limited": error_example(
+                    "Too many requests", "rate_limited", "too many requests"
+                )
+            },
+            RETRY_AFTER,
+        ),
+        (
+            503,
+            "Store or log unavailable, or consistency wait exceeded",
+            {
+                "unavailable": error_example(
+                    "Cassandra or Kafka does not answer",
+                    "unavailable",
+                    "the permission store is unavailable; retry shortly",
+                ),
+                "consistency_timeout": error_example(
+                    "The view did not reach consistency.at_least in time",
+                    "consistency_timeout",
+                    "the view has not applied the requested token within 5 s; retry later",
+                    {"reached": "ps1.ODIyYjMzYWQ6MzoxMDM4"},
+                ),
+            },
+            RETRY_AFTER,
+        ),
     )
 }
 
-TenantPath = Annotated[str, Path(max_length=63, description="Tenant id")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (default 100)")]
-Cursor = Annotated[str | None, Query(max_length=4096, description="next_cursor of a page")]
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error answers of a route: only the statuses it can really give."""
+    return {status: ERRORS[status] for status in statuses}
+
+
+# Statuses by kind of route: a body can be too large only where there is one, and only reads
+# that take a cursor or a consistency token can find it malformed.
+BODY_READ_ERRORS = errors(400, 401, 403, 413, 422, 429, 503)
+WRITE_ERRORS = errors(401, 403, 413, 422, 429, 503)
+PAGED_ERRORS = errors(400, 401, 403, 422, 429, 503)
+READ_ERRORS = errors(401, 403, 422, 429, 503)
+
+PAGING_TEXT = (
+    "Paged: `limit` items a page (default 100, at most 1000); pass `next_cursor` as `cursor` "
+    "until it is null to see every item exactly once."
+)
+SCOPE_TEXT = "Needs a bearer token for the tenant with the `{}` scope."
+
+TenantPath = Annotated[str, Path(max_length=63, description="Tenant id", examples=["acme"])]
+Limit = Annotated[
+    int, Query(ge=1, le=1000, description="Page size (default 100, at most 1000)", examples=[100])
+]
+
+
+def cursor_query(example: str) -> Any:
+    """The cursor parameter, with an example of the endpoint's own cursors."""
+    return Query(
+        max_length=4096,
+        description="next_cursor of the previous page; omit for the first page",
+        examples=[example],
+    )
+
+
+PermissionsCursor = Annotated[
+    str | None, cursor_query("WyJwZXJtIiwiZG9jOmFjbWUvZW5nLyoiLCJyZWFkIl0")
+]
+PrincipalsCursor = Annotated[str | None, cursor_query("WyJ3aG8iLCJ1c2VyOmFsaWNlIiwicmVhZCJd")]
+AuditCursor = Annotated[str | None, cursor_query("WyJhdWRpdCIsMTc2NzIyNTYwMDAwMDAwMCwxMDQxXQ")]
 
 
 def now_micros() -> int:
@@ -142,8 +292,16 @@ async def view_point(
     "/events",
     status_code=202,
     response_model=EventsAccepted,
-    responses=ERRORS,
+    responses=WRITE_ERRORS,
     summary="Publish events",
+    description=(
+        "Validates 1-500 events of one tenant (contract section 2) and appends them to that "
+        "tenant's log, all or nothing: one invalid event refuses the request with a 422 naming "
+        "each field. Answers 202 once Kafka has acknowledged every event. The views apply them "
+        "shortly after, so a read that must see them passes the returned token as "
+        "`consistency.at_least`. Resending an `event_id` is harmless, so retries are safe. "
+        + SCOPE_TEXT.format("write")
+    ),
 )
 async def post_events(
     request: Request, batch: EventBatch, caller: WriteCaller, services: ServicesDep
@@ -166,7 +324,20 @@ async def post_events(
     return EventsAccepted(accepted=len(batch.events), token=token)
 
 
-@router.post("/check", response_model=CheckResponse, responses=ERRORS, summary="Check")
+@router.post(
+    "/check",
+    response_model=CheckResponse,
+    responses=BODY_READ_ERRORS,
+    summary="Check a permission",
+    description=(
+        "Whether the principal may perform the action on the concrete resource: through a "
+        "grant of the action or of a role that includes it, held directly or through group "
+        "membership, and not expired. `reasons` names every path that grants it. Answers from "
+        "the tenant's current view or, with `consistency.at_least`, from a view that has "
+        "applied at least that token, waiting up to a bound (5 s by default) and answering 503 "
+        "`consistency_timeout` past it. `token` names the view used. " + SCOPE_TEXT.format("check")
+    ),
+)
 async def check(
     request: Request, body: CheckRequest, caller: CheckCaller, services: ServicesDep
 ) -> CheckResponse:
@@ -187,7 +358,16 @@ async def check(
 
 
 @router.post(
-    "/check/batch", response_model=BatchCheckResponse, responses=ERRORS, summary="Batch check"
+    "/check/batch",
+    response_model=BatchCheckResponse,
+    responses=BODY_READ_ERRORS,
+    summary="Check many permissions",
+    description=(
+        "1-1000 checks of one tenant, all answered from one view and returned in request "
+        "order. Consistency is as for `/v1/check`: the current view, or with "
+        "`consistency.at_least` a view at least that fresh (503 `consistency_timeout` past the "
+        "bound). " + SCOPE_TEXT.format("check")
+    ),
 )
 async def check_batch(
     request: Request, body: BatchCheckRequest, caller: CheckCaller, services: ServicesDep
@@ -213,15 +393,30 @@ async def check_batch(
 @router.get(
     "/tenants/{tenant}/principals/{principal}/permissions",
     response_model=PermissionsPage,
-    responses=ERRORS,
+    responses=PAGED_ERRORS,
     summary="List a principal's permissions",
+    description=(
+        "Every effective (resource pattern, action) the principal holds, directly or through "
+        "groups, with the paths that grant it and when it lapses, ordered by pattern and "
+        "action. Reads the tenant's current view; `token` names it. "
+        + PAGING_TEXT
+        + " "
+        + SCOPE_TEXT.format("check")
+    ),
 )
 async def list_permissions(
     tenant: TenantPath,
-    principal: Annotated[str, Path(max_length=140)],
+    principal: Annotated[
+        str,
+        Path(
+            max_length=140,
+            description="user:<id>, service:<id> or group:<id>",
+            examples=["user:alice"],
+        ),
+    ],
     caller: CheckCaller,
     services: ServicesDep,
-    cursor: Cursor = None,
+    cursor: PermissionsCursor = None,
     limit: Limit = 100,
 ) -> PermissionsPage:
     """Every effective (resource pattern, action) the principal holds, with reasons."""
@@ -274,16 +469,34 @@ def latest_expiry(reasons: list[Reason]) -> str | None:
 @router.get(
     "/tenants/{tenant}/resources/{resource:path}/principals",
     response_model=PrincipalsPage,
-    responses=ERRORS,
+    responses=PAGED_ERRORS,
     summary="Who can act on a resource",
+    description=(
+        "Every user and service that may act on the concrete resource, groups expanded to "
+        "their members (a group itself never appears), with the paths that grant it, ordered "
+        "by principal and action; `action` keeps one action only. The resource may contain "
+        "`/`; percent-encode the rest. Reads the tenant's current view; `token` names it. "
+        + PAGING_TEXT
+        + " "
+        + SCOPE_TEXT.format("check")
+    ),
 )
 async def who_can(
     tenant: TenantPath,
-    resource: str,
+    resource: Annotated[
+        str,
+        Path(
+            description="A concrete resource, <type>:<path>; it may contain /",
+            examples=["doc:acme/eng/spec-1"],
+        ),
+    ],
     caller: CheckCaller,
     services: ServicesDep,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Cursor = None,
+    action: Annotated[
+        str | None,
+        Query(max_length=64, description="Only this action", examples=["read"]),
+    ] = None,
+    cursor: PrincipalsCursor = None,
     limit: Limit = 100,
 ) -> PrincipalsPage:
     """Every user and service (expanded through groups) that may act on the resource."""
@@ -337,8 +550,13 @@ TIME_ADAPTER: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 @router.get(
     "/tenants/{tenant}/freshness",
     response_model=TenantFreshness,
-    responses=ERRORS,
+    responses=READ_ERRORS,
     summary="View freshness of a tenant",
+    description=(
+        "The newest event of the tenant's log that its views have applied, as a token and a "
+        "log offset (-1 before any event), and when the processor applied it. Read fresh "
+        "from the store, not from this node's cache. " + SCOPE_TEXT.format("check")
+    ),
 )
 async def tenant_freshness(
     tenant: TenantPath, caller: CheckCaller, services: ServicesDep
@@ -383,18 +601,53 @@ def audit_subjects(principal: str | None, resource: str | None) -> list[str]:
 @router.get(
     "/tenants/{tenant}/audit/events",
     response_model=AuditEventsPage,
-    responses=ERRORS,
+    responses=PAGED_ERRORS,
     summary="Audit timeline",
+    description=(
+        "The recorded events naming the principal (as grantee, group or member) or the "
+        "resource, oldest first, recorded between `from` and `to` (both inclusive); without "
+        "either filter, the tenant's whole log. Events that changed nothing (a revoke of a "
+        "missing grant, say) are listed too. " + PAGING_TEXT + " " + SCOPE_TEXT.format("audit")
+    ),
 )
 async def audit_events(
     tenant: TenantPath,
     caller: AuditCaller,
     services: ServicesDep,
-    principal: Annotated[str | None, Query(max_length=140)] = None,
-    resource: Annotated[str | None, Query(max_length=2200)] = None,
-    from_: Annotated[str | None, Query(alias="from", max_length=64)] = None,
-    to: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: Cursor = None,
+    principal: Annotated[
+        str | None,
+        Query(
+            max_length=140,
+            description="Events naming this principal as grantee, group or member",
+            examples=["user:alice"],
+        ),
+    ] = None,
+    resource: Annotated[
+        str | None,
+        Query(
+            max_length=2200,
+            description="Events naming this resource or pattern",
+            examples=["doc:acme/eng/*"],
+        ),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=64,
+            description="Earliest recorded time (RFC 3339, inclusive)",
+            examples=["2026-01-01T00:00:00Z"],
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Latest recorded time (RFC 3339, inclusive)",
+            examples=["2026-02-01T00:00:00Z"],
+        ),
+    ] = None,
+    cursor: AuditCursor = None,
     limit: Limit = 100,
 ) -> AuditEventsPage:
     """Recorded events naming the principal (as principal, group or member) or the resource."""
@@ -436,17 +689,44 @@ async def audit_events(
 @router.get(
     "/tenants/{tenant}/audit/check",
     response_model=AuditCheckResponse,
-    responses=ERRORS,
+    responses=READ_ERRORS,
     summary="Check at a past time",
+    description=(
+        "The answer `/v1/check` would have given at time `at`, with the paths that granted it "
+        "then: the tenant's log recorded up to `at` is replayed (from the nearest snapshot) "
+        "and `replayed_events` says how many events that took. Expiry is judged at `at`. "
+        + SCOPE_TEXT.format("audit")
+    ),
 )
 async def audit_check(
     tenant: TenantPath,
     caller: AuditCaller,
     services: ServicesDep,
-    principal: Annotated[str, Query(max_length=140)],
-    resource: Annotated[str, Query(max_length=2200)],
-    action: Annotated[str, Query(max_length=64)],
-    at: Annotated[str, Query(max_length=64)],
+    principal: Annotated[
+        str,
+        Query(
+            max_length=140,
+            description="user:<id>, service:<id> or group:<id>",
+            examples=["user:alice"],
+        ),
+    ],
+    resource: Annotated[
+        str,
+        Query(
+            max_length=2200,
+            description="A concrete resource, <type>:<path>",
+            examples=["doc:acme/eng/spec-1"],
+        ),
+    ],
+    action: Annotated[str, Query(max_length=64, description="The action", examples=["read"])],
+    at: Annotated[
+        str,
+        Query(
+            max_length=64,
+            description="The past time to answer at (RFC 3339 with a timezone)",
+            examples=["2026-02-01T12:00:00Z"],
+        ),
+    ],
 ) -> AuditCheckResponse:
     """The answer contract section 3 gives at a past time, by replaying the log up to it."""
     require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
