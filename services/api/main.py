@@ -166,18 +166,87 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness",
+        responses={
+            200: {
+                "description": "The process is up; says nothing about Cassandra or Kafka.",
+                "content": {"application/json": {"example": {"status": "ok"}}},
+            }
+        },
+    )
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness",
+        responses={
+            200: {
+                "description": "Every dependency answers and the lag is within its bound.",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "ready",
+                            "checks": {"cassandra": "ok", "kafka": "ok", "lag": 3},
+                            "generation": 1,
+                        }
+                    }
+                },
+            },
+            503: {
+                "description": "A dependency is unreachable or the lag is over its bound; "
+                "the checks say which.",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "not_ready",
+                            "checks": {
+                                "cassandra": "ok",
+                                "kafka": "ok",
+                                "lag": 48213,
+                                "lag_status": "over bound 10000",
+                            },
+                            "generation": 1,
+                        }
+                    }
+                },
+            },
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         """Ready when Cassandra and Kafka answer and the processor's lag is under its bound."""
         status, body = await request.app.state.readiness.report()
         return JSONResponse(body, status)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    # The handler builds its own Response; the bare class keeps FastAPI from also
+    # documenting an application/json body that /metrics never sends.
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition of this worker's counters and "
+                "histograms.",
+                "content": {
+                    "text/plain": {
+                        "example": (
+                            "# HELP permstore_http_requests_total HTTP requests\n"
+                            "# TYPE permstore_http_requests_total counter\n"
+                            'permstore_http_requests_total{method="POST",'
+                            'route="/v1/check",status="200"} 1042.0\n'
+                        )
+                    }
+                },
+            }
+        },
+    )
     async def metrics() -> Response:
         """Prometheus exposition of this worker's metrics."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
