@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from permcore.identifiers import pattern_matches, role_of
 from permcore.projector import split_source
-from permcore.state import NEVER, TenantState
+from permcore.state import NEVER, TenantState, chain_to
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,8 @@ class Reason:
     pattern: str
     permission: str
     expires: int
+    chain: tuple[str, ...] | None = None
+    """Groups from the principal's direct group up to subject; None when direct or unknown."""
 
     @property
     def via_group(self) -> str | None:
@@ -33,7 +35,11 @@ class Reason:
 
     def describe(self) -> str:
         """One line for people."""
-        holder = self.principal if self.via_group is None else f"member of {self.subject}"
+        if self.via_group is None:
+            holder = self.principal
+        else:
+            path = " -> ".join(self.chain or (self.subject,))
+            holder = f"{self.principal} (member of {path})"
         role = f" via role {self.via_role}" if self.via_role else ""
         return f"{holder} holds {self.permission} on {self.pattern}{role}"
 
@@ -47,6 +53,7 @@ class Reason:
                 "permission": self.permission,
             },
             "via_group": self.via_group,
+            "via_chain": list(self.chain) if self.chain else None,
             "via_role": self.via_role,
             "pattern": self.pattern,
             "expires_at": micros_to_rfc3339(self.expires),
@@ -89,12 +96,26 @@ def decide_from_rows(
     return reasons
 
 
+def needs_chains(reasons: Iterable[Reason]) -> bool:
+    """True when some reason is held through a group, so its membership chain is wanted."""
+    return any(r.via_group is not None for r in reasons)
+
+
+def with_chains(reasons: Iterable[Reason], via: Mapping[str, str]) -> list[Reason]:
+    """Reasons with the membership chain of each group reason, from the principal's paths."""
+    return [
+        r if r.via_group is None else replace(r, chain=chain_to(via, r.principal, r.subject))
+        for r in reasons
+    ]
+
+
 def decide_from_state(
     state: TenantState, principal: str, resource: str, action: str, now_us: int
 ) -> list[Reason]:
     """Reasons that allow, by walking a projector state (used for past points in time)."""
+    via = state.paths_from(principal)
     reasons = []
-    for subject in sorted(state.subjects_of(principal)):
+    for subject in sorted({principal, *via}):
         for (pattern, permission), expires in sorted(state.grants.get(subject, {}).items()):
             if (
                 is_live(expires, now_us)
@@ -102,4 +123,4 @@ def decide_from_state(
                 and pattern_matches(pattern, resource)
             ):
                 reasons.append(Reason(principal, subject, pattern, permission, expires))
-    return reasons
+    return with_chains(reasons, via)

@@ -52,6 +52,15 @@ class ViewChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PathChange:
+    """In principal's membership paths, group is now entered through via (None: unreached)."""
+
+    principal: str
+    group: str
+    via: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StateChange:
     """One row of the projector's own persisted state; value None deletes it."""
 
@@ -76,6 +85,7 @@ class EventEffects:
     offset: int
     views: list[ViewChange] = field(default_factory=list)
     state: list[StateChange] = field(default_factory=list)
+    paths: list[PathChange] = field(default_factory=list)
 
 
 @dataclass
@@ -185,27 +195,38 @@ def _add_member(state: TenantState, event: AddMemberEvent, effects: EventEffects
     group, member = event.group, event.member
     if state.has_member(group, member):
         return
-    affected = state.holders_of(member)
-    before = {holder: state.subjects_of(holder) for holder in affected}
+    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
     state.add_member(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), ""))
-    reachable = state.subjects_of(member)
-    for holder, old_subjects in before.items():
-        for subject in reachable - old_subjects:
+    for holder, old_paths in before.items():
+        new_paths = state.paths_from(holder)
+        for subject in new_paths.keys() - old_paths.keys():
             _emit_subject(state, holder, subject, effects, remove=False)
+        _emit_paths(holder, old_paths, new_paths, effects)
 
 
 def _remove_member(state: TenantState, event: RemoveMemberEvent, effects: EventEffects) -> None:
     group, member = event.group, event.member
     if not state.has_member(group, member):
         return
-    affected = state.holders_of(member)
-    before = {holder: state.subjects_of(holder) for holder in affected}
+    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
     state.remove_member(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), None))
-    for holder, old_subjects in before.items():
-        for subject in old_subjects - state.subjects_of(holder):
+    for holder, old_paths in before.items():
+        new_paths = state.paths_from(holder)
+        for subject in old_paths.keys() - new_paths.keys():
             _emit_subject(state, holder, subject, effects, remove=True)
+        _emit_paths(holder, old_paths, new_paths, effects)
+
+
+def _emit_paths(
+    holder: str, old: dict[str, str], new: dict[str, str], effects: EventEffects
+) -> None:
+    """Record where holder's membership paths changed (only groups the edge affected)."""
+    for group in sorted(old.keys() | new.keys()):
+        via = new.get(group)
+        if via != old.get(group):
+            effects.paths.append(PathChange(holder, group, via))
 
 
 def _emit_subject(

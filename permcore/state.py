@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from permcore.identifiers import role_of
@@ -80,9 +81,42 @@ class TenantState:
         """The principal and every group it reaches through memberships (cycles harmless)."""
         return _closure(principal, self.groups_of)
 
+    def paths_from(self, principal: str) -> dict[str, str]:
+        """Each group the principal reaches, mapped to the member a shortest path enters it by.
+
+        Neighbours are visited in sorted order so that every process derives the same paths.
+        """
+        via: dict[str, str] = {}
+        queue = deque([principal])
+        while queue:
+            member = queue.popleft()
+            for group in sorted(self.groups_of.get(member, ())):
+                if group != principal and group not in via:
+                    via[group] = member
+                    queue.append(group)
+        return via
+
     def holders_of(self, subject: str) -> set[str]:
         """The subject and every principal that reaches it through memberships."""
         return _closure(subject, self.members)
+
+
+def chain_to(via: Mapping[str, str], principal: str, group: str) -> tuple[str, ...] | None:
+    """The groups from the principal's direct group up to group, from a paths_from map.
+
+    None when the map does not lead back to the principal (a view read mid-update).
+    """
+    chain = [group]
+    current = group
+    for _ in range(len(via)):
+        member = via.get(current)
+        if member is None:
+            return None
+        if member == principal:
+            return tuple(reversed(chain))
+        chain.append(member)
+        current = member
+    return None
 
 
 def _discard(index: dict[str, set[str]], key: str, value: str) -> bool:

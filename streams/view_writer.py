@@ -22,6 +22,7 @@ from permcore.projector import (
     REMOVED,
     STATE_KINDS,
     BatchEffects,
+    PathChange,
     RecordedEvent,
     StateChange,
     ViewChange,
@@ -95,6 +96,14 @@ class ViewWriter:
         self._del_pat = prep(
             f"DELETE sources[?] FROM {pats} USING TIMESTAMP ? "
             "WHERE tenant = ? AND pattern = ? AND principal = ? AND action = ?"
+        )
+        self._set_path = prep(
+            f"INSERT INTO {g % 'group_paths'} (tenant, principal, grp, via) VALUES (?, ?, ?, ?) "
+            "USING TIMESTAMP ?"
+        )
+        self._del_path = prep(
+            f"DELETE FROM {g % 'group_paths'} USING TIMESTAMP ? "
+            "WHERE tenant = ? AND principal = ? AND grp = ?"
         )
         self._log = prep(
             f"INSERT INTO {g % 'event_log'} (tenant, month, recorded_at, kafka_offset, event) "
@@ -175,6 +184,7 @@ class ViewWriter:
             ts = write_timestamp(event_effects.offset)
             for change in event_effects.views:
                 writes.extend(self._view_writes(tenant, ts, change, now_us))
+            writes.extend(self._path_write(tenant, ts, path) for path in event_effects.paths)
         for recorded in effects.applied:
             writes.extend(self._audit_writes(tenant, recorded))
         await self._flush(writes)
@@ -240,6 +250,12 @@ class ViewWriter:
             ),
             (by_pattern, self._set_pat, (*head, change.pattern, change.principal, change.action)),
         ]
+
+    def _path_write(self, tenant: str, ts: int, change: PathChange) -> Write:
+        where = ("p", tenant, change.principal)
+        if change.via is None:
+            return (where, self._del_path, (ts, tenant, change.principal, change.group))
+        return (where, self._set_path, (tenant, change.principal, change.group, change.via, ts))
 
     def _audit_writes(self, tenant: str, recorded: RecordedEvent) -> list[Write]:
         ts = write_timestamp(recorded.offset)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from permcore.decisions import decide_from_rows, is_live
+from permcore.decisions import Reason, decide_from_rows, is_live, with_chains
 from permcore.identifiers import patterns_matching
 from permcore.projector import (
     REMOVED,
@@ -34,6 +34,7 @@ class SimulatedViews:
     def __init__(self) -> None:
         self.cells: dict[Cell, tuple[int, int]] = {}  # -> (ts, expires or REMOVED)
         self.state_rows: dict[tuple[str, str], tuple[int, str | None]] = {}
+        self.paths: dict[tuple[str, str], tuple[int, str | None]] = {}  # (principal, group)
         self.applied_offset = -1
 
     def write(self, effects: BatchEffects) -> None:
@@ -48,6 +49,11 @@ class SimulatedViews:
                 self._put(cell, ts, change.expires)
             for state_change in event_effects.state:
                 self._put_state(state_change, ts)
+            for path in event_effects.paths:
+                key = (path.principal, path.group)
+                old_path = self.paths.get(key)
+                if old_path is None or ts > old_path[0] or (ts == old_path[0] and path.via is None):
+                    self.paths[key] = (ts, path.via)
         last = [r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale)]
         if last:
             self.applied_offset = max(self.applied_offset, max(last))
@@ -86,8 +92,22 @@ class SimulatedViews:
 
     def allowed(self, principal: str, resource: str, action: str, at: datetime) -> bool:
         """The check answer from the views."""
+        return bool(self.reasons(principal, resource, action, at))
+
+    def reasons(self, principal: str, resource: str, action: str, at: datetime) -> list[Reason]:
+        """The check's reasons from the views, with membership chains as the API adds them."""
         rows = self.rows(principal, resource, action)
-        return bool(decide_from_rows(principal, rows, to_micros(at)))
+        return with_chains(
+            decide_from_rows(principal, rows, to_micros(at)), self.paths_of(principal)
+        )
+
+    def paths_of(self, principal: str) -> dict[str, str]:
+        """The principal's membership path rows: group -> the member it is entered through."""
+        return {
+            group: via
+            for (p, group), (_, via) in self.paths.items()
+            if p == principal and via is not None
+        }
 
     def effective(self, principal: str, at: datetime) -> set[tuple[str, str]]:
         """(pattern, action) pairs the principal holds at a time."""
@@ -98,9 +118,11 @@ class SimulatedViews:
             if p == principal and exp != REMOVED and is_live(exp, now)
         }
 
-    def snapshot(self) -> dict[Cell, int]:
-        """Live cells and values, ignoring timestamps."""
-        return {cell: exp for cell, (_, exp) in self.cells.items() if exp != REMOVED}
+    def snapshot(self) -> tuple[dict[Cell, int], dict[tuple[str, str], str]]:
+        """Live cells and path rows with their values, ignoring timestamps."""
+        cells = {cell: exp for cell, (_, exp) in self.cells.items() if exp != REMOVED}
+        paths = {key: via for key, (_, via) in self.paths.items() if via is not None}
+        return cells, paths
 
 
 def recorded(events: list[dict[str, Any]], times: list[datetime]) -> list[RecordedEvent]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -312,6 +312,17 @@ def subjects_of(state: ReferenceState, principal: str) -> set[str]:
                 reached.add(group)
                 changed = True
     return reached
+
+
+def is_membership_chain(
+    state: ReferenceState, principal: str, group: str, chain: Sequence[str]
+) -> bool:
+    """Rule 1's "one or more memberships", spelled out: chain climbs from principal to group
+    one direct membership at a time, visiting no principal twice."""
+    if not chain or chain[-1] != group or len(set(chain)) != len(chain) or principal in chain:
+        return False
+    steps = zip([principal, *chain[:-1]], chain, strict=True)
+    return all((upper, lower) in state.memberships for lower, upper in steps)
 
 
 def pattern_matches(pattern: str, resource: str) -> bool:

@@ -28,10 +28,13 @@ EXAMPLE_REASON_GROUP: dict[str, Any] = {
     "kind": "group",
     "grant": {"principal": "group:eng", "resource": "doc:acme/eng/*", "permission": "read"},
     "via_group": "group:eng",
+    "via_chain": ["group:backend", "group:eng"],
     "via_role": None,
     "pattern": "doc:acme/eng/*",
     "expires_at": "2026-06-30T00:00:00Z",
-    "description": "user:alice (member of group:eng) holds read on doc:acme/eng/*",
+    "description": (
+        "user:alice (member of group:backend -> group:eng) holds read on doc:acme/eng/*"
+    ),
 }
 EXAMPLE_REASON_DIRECT: dict[str, Any] = {
     "kind": "direct",
@@ -41,6 +44,7 @@ EXAMPLE_REASON_DIRECT: dict[str, Any] = {
         "permission": "role:editor",
     },
     "via_group": None,
+    "via_chain": None,
     "via_role": "editor",
     "pattern": "doc:acme/eng/spec-1",
     "expires_at": "2026-12-31T00:00:00Z",
@@ -128,6 +132,14 @@ class ReasonModel(BaseModel):
     via_group: str | None = Field(
         default=None,
         description="The group that holds the grant, when held through membership; else null.",
+    )
+    via_chain: list[str] | None = Field(
+        default=None,
+        description=(
+            "Groups from the principal's direct group up to via_group, in membership order; "
+            "null when the grant is held directly (or, briefly, while the processor rewrites "
+            "the chain after a membership change)."
+        ),
     )
     via_role: str | None = Field(
         default=None, description="The role the grant names (role:<name>), if any."

@@ -57,6 +57,11 @@ class ViewReader:
             f"SELECT principal, action, sources FROM {g % 'principals_by_pattern'} "
             "WHERE tenant = ? AND pattern = ? AND (principal, action) > (?, ?) LIMIT ?"
         )
+        self._paths = prep(
+            f"SELECT grp, via FROM {g % 'group_paths'} WHERE tenant = ? AND principal = ?"
+        )
+        # One principal's paths are bounded by the groups it reaches; read them in one page.
+        self._paths.fetch_size = None
         self._months = prep(f"SELECT month FROM {g % 'months'} WHERE tenant = ? AND subject = ?")
         self._audit_page = prep(
             f"SELECT recorded_at, kafka_offset FROM {g % 'audit_index'} "
@@ -141,6 +146,27 @@ class ViewReader:
             raise_on_first_error=True,
         )
         return [[(row[0], row[1]) for row in outcome.result_or_exc] for outcome in results]
+
+    async def group_paths(
+        self, tenant: str, principals: Iterable[str]
+    ) -> dict[str, dict[str, str]]:
+        """Each principal's membership paths (group -> the member it is entered through)."""
+        wanted = sorted(set(principals))
+        if len(wanted) == 1:
+            rows = await execute(self._session, self._paths, (tenant, wanted[0]))
+            return {wanted[0]: {r[0]: r[1] for r in rows}}
+        results = await asyncio.to_thread(
+            execute_concurrent_with_args,
+            self._session,
+            self._paths,
+            [(tenant, p) for p in wanted],
+            concurrency=BATCH_CONCURRENCY,
+            raise_on_first_error=True,
+        )
+        return {
+            p: {r[0]: r[1] for r in outcome.result_or_exc}
+            for p, outcome in zip(wanted, results, strict=True)
+        }
 
     async def permissions_page(
         self, tenant: str, principal: str, after: tuple[str, str], limit: int

@@ -17,7 +17,9 @@ from permcore.decisions import (
     decide_from_rows,
     decide_from_state,
     micros_to_rfc3339,
+    needs_chains,
     reasons_from_sources,
+    with_chains,
 )
 from permcore.identifiers import (
     ACTION_RULE,
@@ -242,6 +244,23 @@ def now_micros() -> int:
     return time.time_ns() // 1000
 
 
+async def with_membership_chains(
+    reader: ViewReader, tenant: str, reason_lists: list[list[Reason]]
+) -> list[list[Reason]]:
+    """Each list (one principal's reasons) with the group chain of every group reason.
+
+    Only reasons held through a group cost a read, so denials and direct grants stay one read.
+    """
+    principals = {r.principal for reasons in reason_lists for r in reasons if r.via_group}
+    if not principals:
+        return reason_lists
+    paths = await reader.group_paths(tenant, principals)
+    return [
+        with_chains(reasons, paths[reasons[0].principal]) if needs_chains(reasons) else reasons
+        for reasons in reason_lists
+    ]
+
+
 def reason_models(reasons: list[Reason]) -> list[ReasonModel]:
     """Reasons as response models."""
     return [ReasonModel.model_validate(r.as_json()) for r in reasons]
@@ -349,6 +368,7 @@ async def check(
     )
     rows = await reader.check_rows(body.tenant, body.principal, body.resource, body.action)
     reasons = decide_from_rows(body.principal, rows, now_micros())
+    [reasons] = await with_membership_chains(reader, body.tenant, [reasons])
     (ALLOWED if reasons else DENIED).inc()
     return CheckResponse(
         allowed=bool(reasons),
@@ -382,9 +402,12 @@ async def check_batch(
         body.tenant, [(item.principal, item.resource, item.action) for item in body.checks]
     )
     now = now_micros()
+    decided = [
+        decide_from_rows(item.principal, rows, now)
+        for item, rows in zip(body.checks, all_rows, strict=True)
+    ]
     results = []
-    for item, rows in zip(body.checks, all_rows, strict=True):
-        reasons = decide_from_rows(item.principal, rows, now)
+    for reasons in await with_membership_chains(reader, body.tenant, decided):
         (ALLOWED if reasons else DENIED).inc()
         results.append(BatchResult(allowed=bool(reasons), reasons=reason_models(reasons)))
     return BatchCheckResponse(results=results, token=encode_token(body.tenant, point))
@@ -426,10 +449,10 @@ async def list_permissions(
     reader = services.reader
     point = await reader.position(tenant)
     now = now_micros()
-    items: list[PermissionItem] = []
+    found: list[tuple[str, str, list[Reason]]] = []
     exhausted = False
     last_key = (str(after[0]), str(after[1]))
-    while len(items) < limit and not exhausted:
+    while len(found) < limit and not exhausted:
         rows = await reader.permissions_page(tenant, principal, last_key, limit + 1)
         exhausted = len(rows) < limit + 1
         for pattern, action, sources in rows:
@@ -437,20 +460,23 @@ async def list_permissions(
             reasons = reasons_from_sources(principal, pattern, sources or {}, now)
             if not reasons:
                 continue
-            if len(items) == limit:
+            if len(found) == limit:
                 exhausted = False
                 break
-            items.append(
-                PermissionItem(
-                    resource=pattern,
-                    action=action,
-                    reasons=reason_models(reasons),
-                    expires_at=latest_expiry(reasons),
-                )
-            )
+            found.append((pattern, action, reasons))
         else:
             continue
         break
+    chained = await with_membership_chains(reader, tenant, [f[2] for f in found])
+    items = [
+        PermissionItem(
+            resource=pattern,
+            action=action,
+            reasons=reason_models(reasons),
+            expires_at=latest_expiry(reasons),
+        )
+        for (pattern, action, _), reasons in zip(found, chained, strict=True)
+    ]
     next_cursor = None
     if not exhausted and items:
         next_cursor = cursors.encode_cursor("perm", [items[-1].resource, items[-1].action])
@@ -510,10 +536,10 @@ async def who_can(
     reader = services.reader
     point = await reader.position(tenant)
     now = now_micros()
-    items: list[PrincipalItem] = []
+    found: list[tuple[str, str, list[Reason]]] = []
     key = (str(after[0]), str(after[1]))
     exhausted = False
-    while len(items) < limit and not exhausted:
+    while len(found) < limit and not exhausted:
         rows = await reader.who_can_rows(tenant, resource, key, limit)
         if not rows:
             exhausted = True
@@ -527,15 +553,16 @@ async def who_can(
                 grouped.setdefault((principal, row_action), []).extend(live)
         last_row_key = (rows[-1][0], rows[-1][1])
         for (principal, row_action), reasons in sorted(grouped.items()):
-            if len(items) == limit:
-                last_row_key = (items[-1].principal, items[-1].action)
+            if len(found) == limit:
+                last_row_key = (found[-1][0], found[-1][1])
                 break
-            items.append(
-                PrincipalItem(
-                    principal=principal, action=row_action, reasons=reason_models(reasons)
-                )
-            )
+            found.append((principal, row_action, reasons))
         key = last_row_key
+    chained = await with_membership_chains(reader, tenant, [f[2] for f in found])
+    items = [
+        PrincipalItem(principal=principal, action=row_action, reasons=reason_models(reasons))
+        for (principal, row_action, _), reasons in zip(found, chained, strict=True)
+    ]
     next_cursor = None
     if not exhausted and items:
         next_cursor = cursors.encode_cursor("who", [items[-1].principal, items[-1].action])

@@ -156,6 +156,48 @@ def test_check_through_nested_groups_with_a_cycle(http: httpx.Client, tenant: st
     assert after["allowed"] is False and after["reasons"] == []
 
 
+def test_check_names_the_whole_membership_chain_and_follows_its_changes(
+    http: httpx.Client, tenant: str
+) -> None:
+    """via_chain climbs from the principal to the granting group; a removed edge reroutes it."""
+    token = publish(
+        http,
+        [
+            add_member(tenant, "group:team", "user:cy"),
+            add_member(tenant, "group:dept", "group:team"),
+            add_member(tenant, "group:org", "group:dept"),
+            add_member(tenant, "group:org", "group:guild"),
+            add_member(tenant, "group:guild", "group:side"),
+            add_member(tenant, "group:side", "user:cy"),
+            add_member(tenant, "group:side", "group:side"),
+            grant(tenant, "group:org", "repo:infra", "deploy"),
+        ],
+    )
+    [reason] = check(http, tenant, "user:cy", "repo:infra", "deploy", at_least=token)["reasons"]
+    # Both routes have three hops; the one through the alphabetically first group wins.
+    assert reason["via_chain"] == ["group:side", "group:guild", "group:org"]
+    assert reason["via_group"] == "group:org"
+    assert "group:side -> group:guild -> group:org" in reason["description"]
+
+    token = publish(http, [remove_member(tenant, "group:guild", "group:side")])
+    [reason] = check(http, tenant, "user:cy", "repo:infra", "deploy", at_least=token)["reasons"]
+    assert reason["via_chain"] == ["group:team", "group:dept", "group:org"]
+    listed, _ = all_pages(http, permissions_path(tenant, "user:cy"), "permissions", {}, 10)
+    assert [item["reasons"][0]["via_chain"] for item in listed] == [reason["via_chain"]]
+    who, _ = all_pages(http, who_can_path(tenant, "repo:infra"), "principals", {}, 10)
+    assert [item["reasons"][0]["via_chain"] for item in who] == [reason["via_chain"]]
+    batch = http.post(
+        "/v1/check/batch",
+        json={
+            "tenant": tenant,
+            "checks": [{"principal": "user:cy", "resource": "repo:infra", "action": "deploy"}],
+        },
+    )
+    assert batch.json()["results"][0]["reasons"] == [reason]
+    past = audit_check(http, tenant, "user:cy", "repo:infra", "deploy", now_plus(0))
+    assert past["reasons"] == [reason]
+
+
 def test_check_through_a_role(http: httpx.Client, tenant: str) -> None:
     """role:N confers N's actions; redefinition replaces them; delete and define again."""
     token = publish(

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from permstore import PermstoreClient
-from tests.reference_model import ReferenceModel
+from tests.reference_model import ReferenceModel, ReferenceState, is_membership_chain
 from tests.strategies import BASE, histories, universe
 from tests.support.kafka_io import publish_events
 from tests.support.stack import StackEnvironment
@@ -35,6 +35,19 @@ def shift_history(
     return shifted
 
 
+def assert_reasons_name_chains(
+    state: ReferenceState, principal: str, reasons: list[dict[str, Any]]
+) -> None:
+    """Direct reasons name no chain; group reasons name a real membership chain to the group."""
+    for reason in reasons:
+        holder = reason["grant"]["principal"]
+        if holder == principal:
+            assert reason["kind"] == "direct" and reason["via_chain"] is None, reason
+        else:
+            assert reason["kind"] == "group" and reason["via_group"] == holder, reason
+            assert is_membership_chain(state, principal, holder, reason["via_chain"]), reason
+
+
 def compare_with_reference(
     client: PermstoreClient, tenant: str, events: list[dict[str, Any]], token: str | None
 ) -> None:
@@ -50,6 +63,7 @@ def compare_with_reference(
     before = datetime.now(UTC)
     results = client.check_many(tenant, triples, at_least=token)
     after = datetime.now(UTC)
+    state_before = reference.state_at(before) if reference is not None else None
     for (p, r, a), result in zip(triples, results, strict=True):
         if reference is None:
             assert not result.allowed
@@ -59,19 +73,24 @@ def compare_with_reference(
             continue  # an expiry fell inside the call; either answer is right
         assert result.allowed == expected, (p, r, a, result.reasons)
         assert bool(result.reasons) == result.allowed
+        assert state_before is not None
+        assert_reasons_name_chains(state_before, p, result.reasons)
     if reference is None:
         return
     now = datetime.now(UTC)
+    state_now = reference.state_at(now)
     for principal in UNIVERSE.principals:
-        listed = {
-            (i["resource"], i["action"]) for i in client.permissions(tenant, principal, page_size=3)
-        }
+        items = list(client.permissions(tenant, principal, page_size=3))
+        for item in items:
+            assert_reasons_name_chains(state_now, principal, item["reasons"])
+        listed = {(i["resource"], i["action"]) for i in items}
         assert listed == reference.effective_permissions(principal, now), principal
     for resource in UNIVERSE.resources:
         for action in UNIVERSE.actions:
-            who = {
-                i["principal"] for i in client.who_can(tenant, resource, action=action, page_size=2)
-            }
+            items = list(client.who_can(tenant, resource, action=action, page_size=2))
+            for item in items:
+                assert_reasons_name_chains(state_now, item["principal"], item["reasons"])
+            who = {i["principal"] for i in items}
             assert who == reference.who_can(resource, action, now), (resource, action)
 
 

@@ -14,7 +14,7 @@ from permcore.replay import dump_state, fold_event, load_snapshot
 from permcore.state import TenantState
 from schemas.events import parse_event
 from tests.projection_sim import SimulatedViews, project_all, recorded
-from tests.reference_model import ReferenceModel
+from tests.reference_model import ReferenceModel, ReferenceState, is_membership_chain
 from tests.strategies import BASE, EXPIRY_OFFSETS, histories, recorded_times, universe
 
 UNIVERSE = universe()
@@ -29,10 +29,22 @@ def check_times_after(last: datetime) -> list[datetime]:
     return sorted({t for t in candidates if t >= last})
 
 
+def assert_chain_is_a_path(
+    state: ReferenceState, principal: str, subject: str, chain: tuple[str, ...] | None
+) -> None:
+    """A group reason names a real chain of direct memberships from principal to subject."""
+    assert chain is not None and is_membership_chain(state, principal, subject, chain), (
+        principal,
+        subject,
+        chain,
+    )
+
+
 def assert_views_match(events: list[dict[str, object]], views: SimulatedViews) -> None:
     times = recorded_times(len(events))
     reference = ReferenceModel(list(zip(events, times, strict=True)), default_tenant="acme")
     last = times[-1] if times else BASE
+    memberships = reference.state_at(last)
     for at in check_times_after(last):
         for principal in UNIVERSE.principals:
             assert views.effective(principal, at) == reference.effective_permissions(
@@ -41,8 +53,15 @@ def assert_views_match(events: list[dict[str, object]], views: SimulatedViews) -
             for resource in UNIVERSE.resources:
                 for action in UNIVERSE.actions:
                     expected = reference.allowed(principal, resource, action, at)
-                    got = views.allowed(principal, resource, action, at)
-                    assert got == expected, (principal, resource, action, at)
+                    reasons = views.reasons(principal, resource, action, at)
+                    assert bool(reasons) == expected, (principal, resource, action, at)
+                    for reason in reasons:
+                        if reason.subject == principal:
+                            assert reason.chain is None
+                        else:
+                            assert_chain_is_a_path(
+                                memberships, principal, reason.subject, reason.chain
+                            )
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -51,6 +70,9 @@ def test_views_equal_reference_for_every_check(events: list[dict[str, object]]) 
     """Every (principal, resource, action) of the universe answers as contract section 3."""
     views = project_all(recorded(events, recorded_times(len(events))))
     assert_views_match(events, views)
+    final = views.load_state()
+    for principal in UNIVERSE.principals:
+        assert views.paths_of(principal) == final.paths_from(principal), principal
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,11 +128,15 @@ def test_point_in_time_fold_equals_reference(events: list[dict[str, object]], cu
         seen.add(str(event["event_id"]))
         fold_event(state, parse_event(json.dumps(event)))
     state = load_snapshot(dump_state(state))
+    memberships = reference.state_at(at)
     for principal in UNIVERSE.principals:
         for resource in UNIVERSE.resources:
             for action in UNIVERSE.actions:
-                got = bool(decide_from_state(state, principal, resource, action, to_micros(at)))
-                assert got == reference.allowed(principal, resource, action, at)
+                reasons = decide_from_state(state, principal, resource, action, to_micros(at))
+                assert bool(reasons) == reference.allowed(principal, resource, action, at)
+                for reason in reasons:
+                    if reason.subject != principal:
+                        assert_chain_is_a_path(memberships, principal, reason.subject, reason.chain)
 
 
 @settings(max_examples=200, deadline=None)
