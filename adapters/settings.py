@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     processor_group: str = "permstore-processor"
     processor_write_concurrency: int = Field(default=64, ge=1)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
+    # Check answers kept per API worker, each valid only while its tenant's applied position
+    # is unchanged (0 turns the cache off).
+    check_cache_entries: int = Field(default=50_000, ge=0, le=5_000_000)
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
     # Where deploy/localstack.py keeps its generated passwords (`<local_dir>/secrets`).

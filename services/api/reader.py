@@ -7,10 +7,12 @@ import heapq
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
+from prometheus_client import Counter
 
 from adapters.cassandra import execute
 from permcore.consistency import START, LogPoint
@@ -18,6 +20,47 @@ from permcore.identifiers import patterns_matching
 
 BATCH_CONCURRENCY = 100
 POSITION_CACHE_SECONDS = 0.05
+CACHE_LOOKUPS = Counter(
+    "permstore_view_cache_lookups_total", "Position-checked view cache lookups", ["kind", "result"]
+)
+
+Rows = list[tuple[str, Mapping[str, int] | None]]
+"""(pattern, sources) rows of one check."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class PositionedCache(Generic[K, V]):
+    """View reads remembered with the tenant position they were read at.
+
+    An entry is served only while the tenant's applied position still equals that position:
+    the processor moves the position after every batch it writes, so an unchanged position
+    means no event of the tenant was applied since, and the remembered rows are still the view.
+    Bounded (least recently used entries go first); size 0 turns it off.
+    """
+
+    def __init__(self, kind: str, entries: int) -> None:
+        self._entries: LRUCache[K, tuple[LogPoint, V]] | None = (
+            LRUCache(maxsize=entries) if entries else None
+        )
+        self._hit = CACHE_LOOKUPS.labels(kind, "hit")
+        self._miss = CACHE_LOOKUPS.labels(kind, "miss")
+
+    def get(self, key: K, point: LogPoint) -> V | None:
+        """The value read at exactly point, if remembered."""
+        if self._entries is None:
+            return None
+        found = self._entries.get(key)
+        if found is None or found[0] != point:
+            self._miss.inc()
+            return None
+        self._hit.inc()
+        return found[1]
+
+    def put(self, key: K, point: LogPoint, value: V) -> None:
+        """Remember a value read after the tenant's position was point."""
+        if self._entries is not None:
+            self._entries[key] = (point, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +75,17 @@ class AuditRow:
 class ViewReader:
     """Reads one generation of views; never writes (its Cassandra role cannot)."""
 
-    def __init__(self, session: Session, keyspace: str, generation: int) -> None:
+    def __init__(
+        self, session: Session, keyspace: str, generation: int, cache_entries: int = 0
+    ) -> None:
         self._session = session
         self.generation = generation
+        self._check_cache: PositionedCache[tuple[str, str, str, str], Rows] = PositionedCache(
+            "check", cache_entries
+        )
+        self._paths_cache: PositionedCache[tuple[str, str], dict[str, str]] = PositionedCache(
+            "paths", max(1, cache_entries // 10) if cache_entries else 0
+        )
         # Positions only move forward, so a slightly old one is still a true lower bound.
         self._positions: TTLCache[str, LogPoint] = TTLCache(
             maxsize=100_000, ttl=POSITION_CACHE_SECONDS
@@ -121,52 +172,81 @@ class ViewReader:
         return True, point
 
     async def check_rows(
-        self, tenant: str, principal: str, resource: str, action: str
-    ) -> list[tuple[str, Mapping[str, int] | None]]:
-        """The (pattern, sources) rows that could allow: one single-partition read."""
+        self, tenant: str, principal: str, resource: str, action: str, point: LogPoint
+    ) -> Rows:
+        """The (pattern, sources) rows that could allow: one single-partition read.
+
+        point is the tenant's position read before this call; rows remembered at that same
+        position are served without a read.
+        """
+        key = (tenant, principal, resource, action)
+        if (rows := self._check_cache.get(key, point)) is not None:
+            return rows
         patterns = patterns_matching(resource)
-        rows = await execute(self._session, self._check, (tenant, principal, patterns, action))
-        return [(r[0], r[1]) for r in rows]
+        result = await execute(self._session, self._check, (tenant, principal, patterns, action))
+        rows = [(r[0], r[1]) for r in result]
+        self._check_cache.put(key, point, rows)
+        return rows
 
     async def check_rows_many(
-        self, tenant: str, items: Sequence[tuple[str, str, str]]
-    ) -> list[list[tuple[str, Mapping[str, int] | None]]]:
+        self, tenant: str, items: Sequence[tuple[str, str, str]], point: LogPoint
+    ) -> list[Rows]:
         """check_rows for many (principal, resource, action) items, in order.
 
-        The driver's concurrent executor runs them from one worker thread, so a batch costs one
-        event-loop wake-up instead of one per item.
+        The driver's concurrent executor runs the reads from one worker thread, so a batch
+        costs one event-loop wake-up instead of one per item.
         """
-        params = [(tenant, p, patterns_matching(r), a) for p, r, a in items]
-        results = await asyncio.to_thread(
-            execute_concurrent_with_args,
-            self._session,
-            self._check,
-            params,
-            concurrency=BATCH_CONCURRENCY,
-            raise_on_first_error=True,
-        )
-        return [[(row[0], row[1]) for row in outcome.result_or_exc] for outcome in results]
+        found: list[Rows | None] = [self._check_cache.get((tenant, *item), point) for item in items]
+        missing = [i for i, rows in enumerate(found) if rows is None]
+        if missing:
+            params = [
+                (tenant, items[i][0], patterns_matching(items[i][1]), items[i][2]) for i in missing
+            ]
+            results = await asyncio.to_thread(
+                execute_concurrent_with_args,
+                self._session,
+                self._check,
+                params,
+                concurrency=BATCH_CONCURRENCY,
+                raise_on_first_error=True,
+            )
+            for i, outcome in zip(missing, results, strict=True):
+                rows = [(row[0], row[1]) for row in outcome.result_or_exc]
+                self._check_cache.put((tenant, *items[i]), point, rows)
+                found[i] = rows
+        return [rows or [] for rows in found]
 
     async def group_paths(
-        self, tenant: str, principals: Iterable[str]
+        self, tenant: str, principals: Iterable[str], point: LogPoint
     ) -> dict[str, dict[str, str]]:
         """Each principal's membership paths (group -> the member it is entered through)."""
-        wanted = sorted(set(principals))
-        if len(wanted) == 1:
-            rows = await execute(self._session, self._paths, (tenant, wanted[0]))
-            return {wanted[0]: {r[0]: r[1] for r in rows}}
-        results = await asyncio.to_thread(
-            execute_concurrent_with_args,
-            self._session,
-            self._paths,
-            [(tenant, p) for p in wanted],
-            concurrency=BATCH_CONCURRENCY,
-            raise_on_first_error=True,
-        )
-        return {
-            p: {r[0]: r[1] for r in outcome.result_or_exc}
-            for p, outcome in zip(wanted, results, strict=True)
-        }
+        paths: dict[str, dict[str, str]] = {}
+        missing = []
+        for principal in sorted(set(principals)):
+            known = self._paths_cache.get((tenant, principal), point)
+            if known is None:
+                missing.append(principal)
+            else:
+                paths[principal] = known
+        if len(missing) == 1:
+            rows = await execute(self._session, self._paths, (tenant, missing[0]))
+            read = [{r[0]: r[1] for r in rows}]
+        elif missing:
+            results = await asyncio.to_thread(
+                execute_concurrent_with_args,
+                self._session,
+                self._paths,
+                [(tenant, p) for p in missing],
+                concurrency=BATCH_CONCURRENCY,
+                raise_on_first_error=True,
+            )
+            read = [{r[0]: r[1] for r in outcome.result_or_exc} for outcome in results]
+        else:
+            read = []
+        for principal, found in zip(missing, read, strict=True):
+            self._paths_cache.put((tenant, principal), point, found)
+            paths[principal] = found
+        return paths
 
     async def permissions_page(
         self, tenant: str, principal: str, after: tuple[str, str], limit: int

@@ -13,12 +13,16 @@ import pytest
 from permcore.consistency import LogPoint, decode_token, encode_token
 from tests.e2e.helpers import (
     TokenFactory,
+    add_member,
     assert_error,
     bearer,
     check,
     grant,
     permissions_path,
     publish,
+    remove_member,
+    revoke,
+    sync,
     who_can_path,
 )
 from tests.support.stack import ManagedProcess, StackEnvironment, extra_api
@@ -53,6 +57,42 @@ def test_write_token_gives_a_view_that_includes_the_write(http: httpx.Client, te
         assert answer["allowed"] is True, i
         reached = decode_token(tenant, answer["token"])
         assert reached.covers(decode_token(tenant, token))
+
+
+def test_remembered_answers_never_outlive_a_change(http: httpx.Client, tenant: str) -> None:
+    """The same check asked over and over (served from the API's view cache between changes)
+    follows every grant, revoke and membership change: at once with the write's token, and
+    without a token as soon as the view has applied it."""
+
+    def ask(at_least: str | None = None) -> tuple[bool, bool]:
+        single = check(http, tenant, "user:cc", "doc:cache", "read", at_least=at_least)
+        batch = http.post(
+            "/v1/check/batch",
+            json={
+                "tenant": tenant,
+                "checks": [{"principal": "user:cc", "resource": "doc:cache", "action": "read"}],
+            }
+            | ({"consistency": {"at_least": at_least}} if at_least else {}),
+        ).json()["results"][0]
+        return bool(single["allowed"]), bool(batch["allowed"])
+
+    changes = [
+        ([grant(tenant, "user:cc", "doc:cache", "read")], True),
+        ([revoke(tenant, "user:cc", "doc:cache", "read")], False),
+        ([grant(tenant, "group:cg", "doc:cache", "read")], False),
+        ([add_member(tenant, "group:cg", "user:cc")], True),
+        ([remove_member(tenant, "group:cg", "user:cc")], False),
+    ]
+    assert ask() == (False, False)
+    for _ in range(5):
+        assert ask() == (False, False)
+    for events, expected in changes:
+        token = publish(http, events)
+        assert ask(token) == (expected, expected), events
+        sync(http, tenant, token)
+        time.sleep(0.1)  # a token-less read may use a position up to 50 ms old
+        for _ in range(5):
+            assert ask() == (expected, expected), events
 
 
 def test_batch_check_honours_at_least(http: httpx.Client, tenant: str) -> None:

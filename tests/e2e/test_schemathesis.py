@@ -85,6 +85,11 @@ def test_no_server_errors(
     def run(case: Any) -> None:
         response = case.call(headers=operator_headers, timeout=30)
         statuses.append(response.status_code)
+        if response.status_code == 503:
+            # A well-formed token the view has not reached (the documented examples name one)
+            # is answered 503 after the wait bound, by contract; no other 5xx is.
+            assert response.json()["error"]["code"] == "consistency_timeout", response.text
+            return
         assert response.status_code < 500, (
             f"{method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}\n"
             f"{case.as_curl_command(headers=operator_headers)}"

@@ -1,0 +1,44 @@
+"""The API's position-checked view cache: an entry is served only at the position it was read."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from permcore.consistency import LogPoint
+from services.api.reader import PositionedCache
+
+
+def test_entry_is_served_only_at_the_position_it_was_read() -> None:
+    """Any applied event (a new position) invalidates it, whatever the partition."""
+    cache: PositionedCache[str, list[int]] = PositionedCache("test", 10)
+    cache.put("k", LogPoint(0, 5), [1])
+    assert cache.get("k", LogPoint(0, 5)) == [1]
+    assert cache.get("k", LogPoint(0, 6)) is None
+    assert cache.get("k", LogPoint(1, 5)) is None
+    assert cache.get("other", LogPoint(0, 5)) is None
+
+
+def test_size_zero_turns_it_off() -> None:
+    """With no entries allowed nothing is remembered."""
+    cache: PositionedCache[str, int] = PositionedCache("test", 0)
+    cache.put("k", LogPoint(0, 1), 1)
+    assert cache.get("k", LogPoint(0, 1)) is None
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 3)), max_size=300))
+def test_bounded_and_never_serves_another_position(puts: list[tuple[int, int]]) -> None:
+    """Whatever is stored, it holds at most its size and only answers the position stored."""
+    cache: PositionedCache[int, int] = PositionedCache("test", 8)
+    latest: dict[int, int] = {}
+    for key, offset in puts:
+        cache.put(key, LogPoint(0, offset), offset)
+        latest[key] = offset
+    served = 0
+    for key in range(51):
+        for offset in range(4):
+            value = cache.get(key, LogPoint(0, offset))
+            if value is not None:
+                served += 1
+                assert value == offset == latest[key]
+    assert served <= 8
