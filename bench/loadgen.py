@@ -1,4 +1,4 @@
-"""HTTP load generator: its own processes, keep-alive httpx clients, closed or open loop.
+"""HTTP load generator: its own processes, keep-alive aiohttp clients, closed or open loop.
 
 Closed loop: each of `concurrency` tasks sends its next request as soon as the previous answer
 arrives, for a fixed time. Open loop: requests are scheduled at a fixed rate whatever the
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from bench.common import JsonDict, latency_summary_ms
 
@@ -78,17 +78,21 @@ async def _run(spec: LoadSpec, index: int, parts: int, barrier: Any) -> WorkerRe
     result = WorkerResult()
     statuses: Counter[str] = Counter()
     concurrency = max(1, spec.concurrency // parts + (1 if index < spec.concurrency % parts else 0))
-    # httpcore's pool scans every connection for each request: a big idle pool costs the
-    # client more CPU than the requests themselves, so the open loop keeps a small one.
     pool = concurrency if spec.mode == "closed" else min(spec.max_in_flight, OPEN_LOOP_POOL)
-    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     headers = {"authorization": f"Bearer {spec.token}", "content-type": "application/json"}
     bodies = spec.bodies
-    async with httpx.AsyncClient(
-        base_url=spec.url, headers=headers, limits=limits, timeout=spec.timeout
+    url = spec.url + spec.path
+    connector = aiohttp.TCPConnector(limit=pool, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=spec.timeout)
+    async with aiohttp.ClientSession(
+        headers=headers, connector=connector, timeout=timeout
     ) as client:
         # Open the connections before the clock starts.
-        await asyncio.gather(*(client.get("/healthz") for _ in range(pool)))
+        async def touch() -> None:
+            async with client.get(spec.url + "/healthz") as response:
+                await response.read()
+
+        await asyncio.gather(*(touch() for _ in range(pool)))
         await asyncio.to_thread(barrier.wait, 60)
         cpu_start = time.process_time()
         start = time.monotonic()
@@ -97,8 +101,10 @@ async def _run(spec: LoadSpec, index: int, parts: int, barrier: Any) -> WorkerRe
 
         async def one(body: bytes, scheduled: float) -> None:
             try:
-                response = await client.post(spec.path, content=body)
-            except httpx.HTTPError as exc:
+                async with client.post(url, data=body) as response:
+                    content = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 if scheduled >= window_start:
                     result.errors += 1
                     statuses[type(exc).__name__] += 1
@@ -107,14 +113,14 @@ async def _run(spec: LoadSpec, index: int, parts: int, barrier: Any) -> WorkerRe
             done = time.monotonic()
             if scheduled < window_start or scheduled >= end:
                 return
-            statuses[str(response.status_code)] += 1
-            if response.status_code == 200:
+            statuses[str(status)] += 1
+            if status == 200:
                 result.ok += 1
                 result.latencies.append(done - scheduled)
-                result.allowed += response.content.count(ALLOWED_MARK)
+                result.allowed += content.count(ALLOWED_MARK)
             else:
                 result.errors += 1
-                result.error_sample = result.error_sample or response.text[:300]
+                result.error_sample = result.error_sample or content[:300].decode(errors="replace")
 
         if spec.mode == "closed":
 
@@ -178,6 +184,9 @@ class LoadOutcome:
     client_cpu_percent: float
     error_sample: str
     server: JsonDict = field(default_factory=dict)
+    client: str = "python-httpx"
+    reported_latency_ms: JsonDict | None = None
+    """Percentiles computed by the client itself (wrk) instead of from raw latencies."""
 
     def summary(self) -> JsonDict:
         """JSON-ready figures of the run."""
@@ -199,10 +208,11 @@ class LoadOutcome:
             "error_sample": self.error_sample or None,
             "throughput_rps": round(throughput, 1),
             "decisions_per_s": round(decisions, 1),
-            "allowed_ratio": round(
-                self.allowed / max(1, self.ok * self.spec.decisions_per_request), 3
-            ),
-            "latency_ms": latency_summary_ms(self.latencies),
+            "allowed_ratio": None
+            if self.allowed < 0
+            else round(self.allowed / max(1, self.ok * self.spec.decisions_per_request), 3),
+            "latency_ms": self.reported_latency_ms or latency_summary_ms(self.latencies),
+            "client": self.client,
             "client_cpu_percent": round(self.client_cpu_percent, 1),
             "server": self.server,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TypeVar
 
 from bench.common import Deadline, JsonDict, say, utc_now
 from bench.events import Published, publish
-from bench.loadgen import LoadOutcome, LoadSpec, run_load
+from bench.loadgen import LoadOutcome, LoadSpec
 from bench.monitor import ResourceMonitor, listening_pid
 from bench.stack import (
     Api,
@@ -23,6 +24,7 @@ from bench.stack import (
     wait_applied,
     wait_lag_zero,
 )
+from bench.wrk import run_best
 
 T = TypeVar("T")
 MAX_RESTARTS = 3
@@ -58,12 +60,14 @@ class Stack:
         *,
         with_api: bool = True,
         with_processor: bool = True,
+        api_env: dict[str, str] | None = None,
     ) -> None:
         self.scenario = scenario
         self.options = options
         self.namespace = Namespace.create(scenario)
         self.with_api = with_api
         self.with_processor = with_processor
+        self.api_env = dict(api_env or {})
         self.processor: Processor | None = None
         self.api: Api | None = None
         self.token = issue_token("*")
@@ -78,7 +82,7 @@ class Stack:
                 self.start_processor()
             if self.with_api:
                 self.api = Api(
-                    self.namespace, self.options.workers, name=f"{self.namespace.name}-api"
+                    self._api_namespace(), self.options.workers, name=f"{self.namespace.name}-api"
                 )
                 self.api.start()
                 self.api.wait_ready()
@@ -102,6 +106,21 @@ class Stack:
             self.processor.stop()
         if not self.options.keep_data:
             self.namespace.drop()
+
+    def _api_namespace(self) -> Namespace:
+        return dataclasses.replace(self.namespace, env={**self.namespace.env, **self.api_env})
+
+    def restart_api(self, **env: str) -> None:
+        """Replace the API with one whose environment adds env to the namespace's."""
+        if self.api is not None:
+            self.api.stop()
+        self.api_env.update(env)
+        self.api = Api(
+            self._api_namespace(), self.options.workers, name=f"{self.namespace.name}-api-2"
+        )
+        self.api.start()
+        self.api.wait_ready()
+        say(f"{self.scenario}: API restarted with {env}")
 
     def start_processor(self, **env: str) -> Processor:
         """Start a processor (the namespace's consumer group) and wait for its metrics."""
@@ -200,7 +219,7 @@ class Stack:
         """Run an HTTP load against the API while watching the servers."""
         workers = self.options.workers
         before = scrape_route_latency(self.url, spec.path, workers)
-        outcome = run_load(spec, self.options.load_procs, self.server_pids())
+        outcome = run_best(spec, self.options.load_procs, self.server_pids())
         after = scrape_route_latency(self.url, spec.path, workers)
         # Includes warm-up requests; the API's own view of the route, middleware included.
         outcome.server["api_route_latency"] = latency_delta(before, after)

@@ -9,6 +9,7 @@ and deny.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import sys
@@ -20,17 +21,21 @@ import orjson
 
 from bench import events as ev
 from bench.common import Deadline, JsonDict, say
-from bench.loadgen import LoadSpec, run_load
+from bench.loadgen import LoadSpec
 from bench.profiling import Profile
 from bench.report import Row, ScenarioReport, figure, save_figure
 from bench.scenario import Options, Stack
 from bench.stack import BenchProcess, free_port
+from bench.wrk import run_best, wrk_available
 
 TENANT = "s1"
 USERS, GROUPS, FOLDERS, DOCS_PER_FOLDER = 2000, 100, 20, 25
 ACTIONS = ["read", "write", "comment", "delete", "share", "list"]
 SINGLE_FLOOR_RPS, SINGLE_FLOOR_P99_MS, BATCH_FLOOR_DPS = 2000.0, 20.0, 20000.0
 OPEN_HEADROOM = 1.5
+CACHE_WARMUP_S = 45.0
+"""The first closed-loop run warms up this long, so that each worker's view cache has seen the
+20,000 distinct checks (and the 300 batches) once; the cache-off series shows the cold path."""
 
 
 def dataset(rng: random.Random) -> list[JsonDict]:
@@ -102,7 +107,7 @@ def run(options: Options) -> ScenarioReport:
     rng = random.Random(1)
     duration = options.pick(8.0, 20.0)
     warmup = options.pick(2.0, 3.0)
-    closed = options.pick([8, 32], [1, 8, 32, 64])
+    closed = options.pick([8, 16], [1, 8, 16, 32, 64])
     rates = options.pick([500.0, 1000.0, 2000.0], [500.0, 1000.0, 2000.0, 3000.0, 4000.0])
     batch_conc = options.pick([2, 8], [1, 4, 8, 16])
     report = ScenarioReport(
@@ -147,6 +152,8 @@ def run(options: Options) -> ScenarioReport:
                 concurrency=concurrency,
                 label=label,
             )
+            if concurrency == closed[0]:
+                load = dataclasses.replace(load, warmup=max(warmup, CACHE_WARMUP_S))
             if options.profile and concurrency == closed[-1]:
                 pids = stack.server_pids()
                 with Profile("api_check", pids["api-1"], warmup + duration) as profile:
@@ -181,8 +188,26 @@ def run(options: Options) -> ScenarioReport:
                 decisions_per_request=100,
                 label=label,
             )
+            if concurrency == batch_conc[0]:
+                load = dataclasses.replace(load, warmup=max(warmup, CACHE_WARMUP_S / 3))
             runs.append(stack.run_load(load).summary() | {"kind": "batch"})
+        # The same loads with the view cache off: every check reads Cassandra.
+        stack.restart_api(PERMSTORE_CHECK_CACHE_ENTRIES="0")
+        for kind, path, bodies, concurrency, per_request in (
+            ("single", "/v1/check", singles, closed[0], 1),
+            ("batch", "/v1/check/batch", batches, batch_conc[-1], 100),
+        ):
+            load = spec(
+                path=path,
+                bodies=bodies,
+                mode="closed",
+                concurrency=concurrency,
+                decisions_per_request=per_request,
+                label=f"{kind} cache off closed c={concurrency}",
+            )
+            runs.append(stack.run_load(load).summary() | {"kind": kind, "cache": "off"})
         report.results["runs"] = runs
+        report.config["load_client"] = "wrk (closed loops)" if wrk_available() else "python"
         report.results["processor_restarts"] = stack.processor_restarts
     summarise(report, runs)
     report.plots.append(plot(runs))
@@ -234,7 +259,7 @@ def calibrate(
                 warmup=min(warmup, 1.0),
                 label=f"no-op server closed c={concurrency}",
             )
-            summary = run_load(spec, options.load_procs).summary()
+            summary = run_best(spec, options.load_procs).summary()
             say(
                 f"s1: load generator ceiling (no-op server, c={concurrency}): "
                 f"{summary['throughput_rps']:,.0f} req/s, "
@@ -248,9 +273,18 @@ def calibrate(
 
 def summarise(report: ScenarioReport, runs: list[JsonDict]) -> None:
     """Summary rows: best closed-loop single and batch runs, and the open-loop floor rate."""
+    cold = [r for r in runs if r.get("cache") == "off"]
+    runs = [r for r in runs if r.get("cache") != "off"]
     singles = [r for r in runs if r["kind"] == "single" and r["mode"] == "closed"]
     opened = [r for r in runs if r["kind"] == "single" and r["mode"] == "open"]
     batch = [r for r in runs if r["kind"] == "batch"]
+    for r in cold:
+        what = "single checks" if r["kind"] == "single" else "batch-of-100 decisions"
+        note = f"view cache off, closed loop c={r['concurrency']}"
+        report.rows += [
+            Row(f"{what}, cache off", r["decisions_per_s"], "decisions/s", note=note),
+            Row(f"{what}, cache off, request p99", r["latency_ms"]["p99"], "ms", note=note),
+        ]
     if singles:
         best = max(singles, key=lambda r: r["throughput_rps"])
         lat = best["latency_ms"]
