@@ -40,7 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help=f"comma-separated scenarios to run (default all): {', '.join(SCENARIOS)}",
     )
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the API")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers of the API (1 measured as fast as 2 on two shared cores)",
+    )
     parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--keep-data", action="store_true", help="keep each scenario's namespace")
     parser.add_argument(
