@@ -34,8 +34,9 @@ ACTIONS = ["read", "write", "comment", "delete", "share", "list"]
 SINGLE_FLOOR_RPS, SINGLE_FLOOR_P99_MS, BATCH_FLOOR_DPS = 2000.0, 20.0, 20000.0
 OPEN_HEADROOM = 1.5
 CACHE_WARMUP_S = 45.0
-"""The first closed-loop run warms up this long, so that each worker's view cache has seen the
-20,000 distinct checks (and the 300 batches) once; the cache-off series shows the cold path."""
+"""Per API worker, the first closed-loop run warms up this long, so that each worker's view
+cache has seen the 20,000 distinct checks (and the 300 batches) once; the cache-off series
+shows the cold path."""
 
 
 def dataset(rng: random.Random) -> list[JsonDict]:
@@ -153,7 +154,9 @@ def run(options: Options) -> ScenarioReport:
                 label=label,
             )
             if concurrency == closed[0]:
-                load = dataclasses.replace(load, warmup=max(warmup, CACHE_WARMUP_S))
+                load = dataclasses.replace(
+                    load, warmup=max(warmup, CACHE_WARMUP_S * options.workers)
+                )
             if options.profile and concurrency == closed[-1]:
                 pids = stack.server_pids()
                 with Profile("api_check", pids["api-1"], warmup + duration) as profile:
@@ -189,7 +192,9 @@ def run(options: Options) -> ScenarioReport:
                 label=label,
             )
             if concurrency == batch_conc[0]:
-                load = dataclasses.replace(load, warmup=max(warmup, CACHE_WARMUP_S / 3))
+                load = dataclasses.replace(
+                    load, warmup=max(warmup, CACHE_WARMUP_S * options.workers / 3)
+                )
             runs.append(stack.run_load(load).summary() | {"kind": "batch"})
         # The same loads with the view cache off: every check reads Cassandra.
         stack.restart_api(PERMSTORE_CHECK_CACHE_ENTRIES="0")
