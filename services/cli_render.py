@@ -49,7 +49,7 @@ def decision(
         line.append(f"  at {at}")
     console.print(line)
     if reasons:
-        table = Table("kind", "grant", "via group", "via role")
+        table = Table("kind", "grant", "via groups", "via role")
         table.add_column("expires", no_wrap=True)
         for reason in reasons:
             grant = reason.get("grant") or {}
@@ -59,7 +59,7 @@ def decision(
                     f"{grant.get('principal', '')} {grant.get('permission', '')} "
                     f"{grant.get('resource', '')}"
                 ),
-                escape(str(reason.get("via_group") or "")),
+                escape(" > ".join(reason.get("via_chain") or [reason.get("via_group") or ""])),
                 escape(str(reason.get("via_role") or "")),
                 escape(str(reason.get("expires_at") or "never")),
             )

@@ -90,8 +90,16 @@ def test_who_can_and_permissions_through_groups_and_roles(cli: Cli) -> None:
     written(cli("define-role", "editor", "read,write"))
     written(cli("add-member", "group:eng", "user:bob"))
     written(cli("add-member", "group:eng", "user:carol"))
-    token = written(cli("grant", "group:eng", "doc:acme/eng/*", "role:editor"))
+    written(cli("add-member", "group:all", "group:eng"))
+    written(cli("grant", "group:eng", "doc:acme/eng/*", "role:editor"))
+    token = written(cli("grant", "group:all", "doc:acme/eng/*", "read"))
     assert cli("check", "user:bob", "doc:acme/eng/x", "write", "--at-least", token).exit_code == 0
+    read = cli("--json", "check", "user:bob", "doc:acme/eng/x", "read", "--at-least", token)
+    chains = sorted(r["via_chain"] for r in as_json(read)["reasons"])
+    assert chains == [["group:eng"], ["group:eng", "group:all"]]
+    # The table for people names the groups of each path too.
+    table = cli("check", "user:bob", "doc:acme/eng/x", "read")
+    assert table.exit_code == 0 and "group:all" in table.stdout
 
     def who() -> dict[str, Any]:
         result = cli("--json", "who-can", "doc:acme/eng/x", "--action", "write")
