@@ -77,10 +77,6 @@ class TenantState:
         """True when member belongs to group directly."""
         return member in self.members.get(group, ())
 
-    def subjects_of(self, principal: str) -> set[str]:
-        """The principal and every group it reaches through memberships (cycles harmless)."""
-        return _closure(principal, self.groups_of)
-
     def paths_from(self, principal: str) -> dict[str, str]:
         """Each group the principal reaches, mapped to the member a shortest path enters it by.
 
