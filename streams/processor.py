@@ -14,7 +14,7 @@ import structlog
 from cachetools import LRUCache
 from pydantic import ValidationError
 
-from permcore.projector import RecordedEvent, project_batch
+from permcore.projector import BatchEffects, RecordedEvent, project_batch
 from permcore.state import TenantState
 from schemas.events import Event, parse_event
 from streams import metrics
@@ -109,21 +109,32 @@ class BatchProcessor:
                     offset=letter.record.offset,
                     reason=letter.reason,
                 )
-        await asyncio.gather(
-            *(self._apply_tenant(t, partitions[t], events) for t, events in by_tenant.items())
-        )
+        try:
+            projected = await asyncio.gather(
+                *(self._project(t, partitions[t], events) for t, events in by_tenant.items())
+            )
+            # One flush for every tenant of the batch, then each tenant's state and position.
+            await self._writer.write_all([(t, p, effects) for t, p, _, effects in projected])
+        except BaseException:
+            # Projection mutates cached states in place: any of them may now be ahead of what
+            # was persisted, so forget them all and let the retry reload them.
+            for tenant in by_tenant:
+                self._states.pop(tenant, None)
+            raise
+        for tenant, _, state, effects in projected:
+            await self._applied(tenant, state, effects)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _apply_tenant(self, tenant: str, partition: int, events: list[RecordedEvent]) -> None:
+    async def _project(
+        self, tenant: str, partition: int, events: list[RecordedEvent]
+    ) -> tuple[str, int, TenantState, BatchEffects]:
+        """Load the tenant's state and apply its events to it in memory."""
         state = await self._state_for(tenant)
-        try:
-            known = await self._writer.known_event_ids(tenant, (r.event.event_id for r in events))
-            effects = project_batch(state, events, known)
-            await self._writer.write(tenant, partition, effects)
-        except BaseException:
-            # The in-memory state may be ahead of what was persisted: forget it.
-            self._states.pop(tenant, None)
-            raise
+        known = await self._writer.known_event_ids(tenant, (r.event.event_id for r in events))
+        return tenant, partition, state, project_batch(state, events, known)
+
+    async def _applied(self, tenant: str, state: TenantState, effects: BatchEffects) -> None:
+        """Keep the written state, count what was applied, snapshot when due."""
         self._states[tenant] = state
         metrics.EVENTS_APPLIED.inc(len(effects.applied))
         metrics.EVENTS_DUPLICATE.inc(len(effects.duplicates))

@@ -170,15 +170,29 @@ class ViewWriter:
             found.update(r[0] for r in rows)
         return found
 
-    async def write(
-        self, tenant: str, partition: int, effects: BatchEffects, now_us: int | None = None
+    async def write_all(
+        self, batches: list[tuple[str, int, BatchEffects]], now_us: int | None = None
     ) -> int:
-        """Write a batch's views and audit rows, then its state with the applied offset.
+        """Write the views and audit rows of every (tenant, partition, effects), then each
+        tenant's state with its applied offset; returns the number of statements written.
 
-        Returns the number of statements written. State and position go last, in one
-        single-partition batch, so a crash before it replays the whole batch from the old state.
+        State and position go last, each in one single-partition batch, so a crash before it
+        replays the tenant's events from the old state.
         """
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
+        writes: list[Write] = []
+        for tenant, _, effects in batches:
+            writes.extend(self._effect_writes(tenant, effects, now_us))
+        await self._flush(writes)
+        states = [
+            self._write_state(tenant, partition, effects, now_us)
+            for tenant, partition, effects in batches
+            if effects.applied or effects.duplicates or effects.stale
+        ]
+        await asyncio.gather(*states)
+        return len(writes) + len(states)
+
+    def _effect_writes(self, tenant: str, effects: BatchEffects, now_us: int) -> list[Write]:
         writes: list[Write] = []
         for event_effects in effects.effects:
             ts = write_timestamp(event_effects.offset)
@@ -187,13 +201,7 @@ class ViewWriter:
             writes.extend(self._path_write(tenant, ts, path) for path in event_effects.paths)
         for recorded in effects.applied:
             writes.extend(self._audit_writes(tenant, recorded))
-        await self._flush(writes)
-        last = max(
-            (r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale)), default=-1
-        )
-        if last >= 0:
-            await self._write_state(tenant, partition, effects, last, now_us)
-        return len(writes) + 1
+        return writes
 
     async def _flush(self, writes: list[Write]) -> None:
         """Send writes as unlogged batches of neighbours (same partition where possible).
@@ -285,8 +293,9 @@ class ViewWriter:
         return writes
 
     async def _write_state(
-        self, tenant: str, partition: int, effects: BatchEffects, last: int, now_us: int
+        self, tenant: str, partition: int, effects: BatchEffects, now_us: int
     ) -> None:
+        last = max(r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale))
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         for event_effects in effects.effects:
             ts = write_timestamp(event_effects.offset)
