@@ -97,6 +97,10 @@ class BatchEffects:
     stale: list[RecordedEvent] = field(default_factory=list)
     effects: list[EventEffects] = field(default_factory=list)
 
+    def last_offset(self) -> int | None:
+        """The newest offset the batch saw (applied, duplicate or stale); None when empty."""
+        return max((r.offset for r in (*self.applied, *self.duplicates, *self.stale)), default=None)
+
     def view_change_count(self) -> int:
         """Number of view cells this batch writes."""
         return sum(len(e.views) for e in self.effects)

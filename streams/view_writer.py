@@ -184,11 +184,11 @@ class ViewWriter:
         for tenant, _, effects in batches:
             writes.extend(self._effect_writes(tenant, effects, now_us))
         await self._flush(writes)
-        states = [
-            self._write_state(tenant, partition, effects, now_us)
-            for tenant, partition, effects in batches
-            if effects.applied or effects.duplicates or effects.stale
-        ]
+        states = []
+        for tenant, partition, effects in batches:
+            last = effects.last_offset()
+            if last is not None:
+                states.append(self._write_state(tenant, partition, effects, last, now_us))
         await asyncio.gather(*states)
         return len(writes) + len(states)
 
@@ -293,9 +293,8 @@ class ViewWriter:
         return writes
 
     async def _write_state(
-        self, tenant: str, partition: int, effects: BatchEffects, now_us: int
+        self, tenant: str, partition: int, effects: BatchEffects, last: int, now_us: int
     ) -> None:
-        last = max(r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale))
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         for event_effects in effects.effects:
             ts = write_timestamp(event_effects.offset)

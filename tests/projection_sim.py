@@ -54,9 +54,9 @@ class SimulatedViews:
                 old_path = self.paths.get(key)
                 if old_path is None or ts > old_path[0] or (ts == old_path[0] and path.via is None):
                     self.paths[key] = (ts, path.via)
-        last = [r.offset for r in (*effects.applied, *effects.duplicates, *effects.stale)]
-        if last:
-            self.applied_offset = max(self.applied_offset, max(last))
+        last = effects.last_offset()
+        if last is not None:
+            self.applied_offset = max(self.applied_offset, last)
 
     def _put(self, cell: Cell, ts: int, value: int) -> None:
         old = self.cells.get(cell)
