@@ -96,11 +96,6 @@ def decide_from_rows(
     return reasons
 
 
-def needs_chains(reasons: Iterable[Reason]) -> bool:
-    """True when some reason is held through a group, so its membership chain is wanted."""
-    return any(r.via_group is not None for r in reasons)
-
-
 def with_chains(reasons: Iterable[Reason], via: Mapping[str, str]) -> list[Reason]:
     """Reasons with the membership chain of each group reason, from the principal's paths."""
     return [

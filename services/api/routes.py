@@ -17,7 +17,6 @@ from permcore.decisions import (
     decide_from_rows,
     decide_from_state,
     micros_to_rfc3339,
-    needs_chains,
     reasons_from_sources,
     with_chains,
 )
@@ -254,8 +253,11 @@ async def with_membership_chains(
     if not principals:
         return reason_lists
     paths = await reader.group_paths(tenant, principals, point)
+    # Every list holds one principal's reasons; lists without a group reason are not in paths.
     return [
-        with_chains(reasons, paths[reasons[0].principal]) if needs_chains(reasons) else reasons
+        with_chains(reasons, paths[reasons[0].principal])
+        if reasons and reasons[0].principal in paths
+        else reasons
         for reasons in reason_lists
     ]
 
