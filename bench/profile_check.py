@@ -70,50 +70,15 @@ def top_functions(stats: pstats.Stats, key: str, limit: int = 30) -> list[JsonDi
     return rows[:limit]
 
 
-async def drive(env: dict[str, str], bodies: list[bytes], path: str, token: str) -> JsonDict:
-    """Run the app in-process with the namespace's settings; profile `bodies` requests."""
-    os.environ.update(env)
-    from services.api.main import create_app
-
-    app = create_app()
-    profiler = cProfile.Profile()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://bench", headers=headers
-        ) as client:
-            for body in bodies[:200]:  # warm-up: imports, prepared statements, caches
-                (await client.post(path, content=body)).raise_for_status()
-            queue = list(bodies)
-
-            async def worker() -> None:
-                while queue:
-                    response = await client.post(path, content=queue.pop())
-                    response.raise_for_status()
-
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            profiler.enable()
-            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            profiler.disable()
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    stats = pstats.Stats(profiler)
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
-    return {
-        "requests": len(bodies),
-        "concurrency": CONCURRENCY,
-        "cpu_ms_per_request_profiled": round(1000 * cpu / len(bodies), 3),
-        "wall_ms_per_request_profiled": round(1000 * wall / len(bodies), 3),
-        "top_tottime": top_functions(stats, "tottime"),
-        "top_cumtime": top_functions(stats, "cumtime"),
-        "tottime_by_package": top_functions(stats, "package", 15),
-        "pstats_text": text.getvalue(),
-    }
-
-
-async def unprofiled_cpu(env: dict[str, str], bodies: list[bytes], path: str, token: str) -> float:
-    """CPU ms per request without the profiler's overhead."""
+async def send_all(
+    env: dict[str, str],
+    bodies: list[bytes],
+    path: str,
+    token: str,
+    profiler: cProfile.Profile | None = None,
+) -> tuple[float, float]:
+    """Run the app in-process with the namespace's settings and send `bodies` after a warm-up
+    (imports, prepared statements, caches), under `profiler` if given; (CPU s, wall s)."""
     os.environ.update(env)
     from services.api.main import create_app
 
@@ -132,9 +97,38 @@ async def unprofiled_cpu(env: dict[str, str], bodies: list[bytes], path: str, to
                 while queue:
                     (await client.post(path, content=queue.pop())).raise_for_status()
 
-            cpu0 = time.process_time()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            return 1000 * (time.process_time() - cpu0) / len(bodies)
+            if profiler is not None:
+                profiler.disable()
+            return time.process_time() - cpu0, time.perf_counter() - wall0
+
+
+async def drive(env: dict[str, str], bodies: list[bytes], path: str, token: str) -> JsonDict:
+    """Profile `bodies` requests through the app in-process."""
+    profiler = cProfile.Profile()
+    cpu, wall = await send_all(env, bodies, path, token, profiler)
+    stats = pstats.Stats(profiler)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    return {
+        "requests": len(bodies),
+        "concurrency": CONCURRENCY,
+        "cpu_ms_per_request_profiled": round(1000 * cpu / len(bodies), 3),
+        "wall_ms_per_request_profiled": round(1000 * wall / len(bodies), 3),
+        "top_tottime": top_functions(stats, "tottime"),
+        "top_cumtime": top_functions(stats, "cumtime"),
+        "tottime_by_package": top_functions(stats, "package", 15),
+        "pstats_text": text.getvalue(),
+    }
+
+
+async def unprofiled_cpu(env: dict[str, str], bodies: list[bytes], path: str, token: str) -> float:
+    """CPU ms per request without the profiler's overhead."""
+    cpu, _ = await send_all(env, bodies, path, token)
+    return 1000 * cpu / len(bodies)
 
 
 def main(argv: list[str] | None = None) -> int:
