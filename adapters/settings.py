@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Check answers kept per API worker, each valid only while its tenant's applied position
     # is unchanged (0 turns the cache off).
     check_cache_entries: int = Field(default=50_000, ge=0, le=5_000_000)
+    # Answer ordinary checks without FastAPI's per-request machinery (services/api/fast_lane.py);
+    # off sends every check through the route, which gives the same answers more slowly.
+    check_fast_lane: bool = True
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
     # Where deploy/localstack.py keeps its generated passwords (`<local_dir>/secrets`).

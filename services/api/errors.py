@@ -71,14 +71,41 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
     return details
 
 
+STORE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    NoHostAvailable,
+    OperationTimedOut,
+    RequestExecutionException,
+    DriverException,
+    KafkaError,
+    TimeoutError,
+    ConnectionError,
+)
+"""Failures of Cassandra or Kafka: answered 503 so callers retry, never 500."""
+
+
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The contract's error answer for an ApiError."""
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
+    )
+
+
+def store_down_response(exc: Exception, path: str) -> JSONResponse:
+    """503 for an unreachable store or broker, logged without internals."""
+    log.warning("store.unavailable", error=type(exc).__name__, path=path)
+    return JSONResponse(
+        error_body("unavailable", "the permission store is unavailable; retry shortly"),
+        503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every failure to the contract's error body; never leak internals."""
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
-        )
+        return api_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -94,22 +121,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
 
     async def on_store_down(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("store.unavailable", error=type(exc).__name__, path=request.url.path)
-        return JSONResponse(
-            error_body("unavailable", "the permission store is unavailable; retry shortly"),
-            503,
-            headers={"Retry-After": "1"},
-        )
+        return store_down_response(exc, request.url.path)
 
-    for exc_type in (
-        NoHostAvailable,
-        OperationTimedOut,
-        RequestExecutionException,
-        DriverException,
-        KafkaError,
-        TimeoutError,
-        ConnectionError,
-    ):
+    for exc_type in STORE_DOWN_ERRORS:
         app.add_exception_handler(exc_type, on_store_down)
 
     @app.exception_handler(Exception)

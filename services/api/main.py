@@ -27,6 +27,7 @@ from adapters.logging import configure_logging
 from adapters.settings import Settings
 from services.api.deps import Services
 from services.api.errors import install_error_handlers
+from services.api.fast_lane import CheckFastLane
 from services.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -272,6 +273,9 @@ def create_app() -> FastAPI:
         """Prometheus exposition of this worker's metrics."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # Innermost: a fast-laned check still gets metrics, security headers, the body limit
+    # and a request id from the middlewares around it.
+    app.add_middleware(CheckFastLane)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodyLimitMiddleware)

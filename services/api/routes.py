@@ -40,6 +40,7 @@ from services.api.audit import state_at
 from services.api.deps import (
     AuditCaller,
     CheckCaller,
+    Services,
     ServicesDep,
     WriteCaller,
     ensure_tenant,
@@ -65,6 +66,7 @@ from services.api.models import (
     TenantFreshness,
 )
 from services.api.reader import ViewReader
+from services.auth import Caller
 
 router = APIRouter(prefix="/v1")
 ALLOWED, DENIED = DECISIONS.labels("true"), DECISIONS.labels("false")
@@ -362,7 +364,14 @@ async def check(
     request: Request, body: CheckRequest, caller: CheckCaller, services: ServicesDep
 ) -> Response:
     """May principal perform action on resource? One single-partition read."""
-    ensure_tenant(caller, body.tenant, request.url.path)
+    return await answer_check(services, caller, body, request.url.path)
+
+
+async def answer_check(
+    services: Services, caller: Caller, body: CheckRequest, path: str
+) -> Response:
+    """The check answer for an authenticated caller holding the check scope."""
+    ensure_tenant(caller, body.tenant, path)
     reader = services.reader
     point = await view_point(
         reader, body.tenant, body.consistency, services.settings.consistency_wait_seconds
@@ -390,7 +399,14 @@ async def check_batch(
     request: Request, body: BatchCheckRequest, caller: CheckCaller, services: ServicesDep
 ) -> Response:
     """Up to 1000 checks of one tenant, read concurrently, answered in request order."""
-    ensure_tenant(caller, body.tenant, request.url.path)
+    return await answer_batch(services, caller, body, request.url.path)
+
+
+async def answer_batch(
+    services: Services, caller: Caller, body: BatchCheckRequest, path: str
+) -> Response:
+    """The batch answer for an authenticated caller holding the check scope."""
+    ensure_tenant(caller, body.tenant, path)
     reader = services.reader
     point = await view_point(
         reader, body.tenant, body.consistency, services.settings.consistency_wait_seconds

@@ -1,0 +1,147 @@
+"""A short path for well-formed checks: the same answers, without FastAPI's per-request work.
+
+Checks are the hot path (thousands a second), and routing, dependency solving and request
+objects cost more CPU than the answer itself (docs/performance.md). This middleware answers a
+check or batch check only when everything about it is ordinary: a JSON body that validates, a
+credential that authenticates, the check scope, a tenant the caller may use and room under the
+rate limit. Anything else is handed, body and all, to the FastAPI route, which gives the one
+authoritative refusal. Both paths call the same `answer_check` / `answer_batch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from prometheus_client import Counter
+from pydantic import ValidationError
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api.deps import Services
+from services.api.errors import STORE_DOWN_ERRORS, ApiError, api_error_response, store_down_response
+from services.api.models import BatchCheckRequest, CheckRequest
+from services.api.routes import answer_batch, answer_check
+from services.auth import AuthenticationError, Caller
+from services.auth import Scope as AuthScope
+
+R = TypeVar("R", CheckRequest, BatchCheckRequest)
+LANE_CALLS = Counter(
+    "permstore_check_fast_lane_total",
+    "Check calls answered by the fast lane or handed to the route",
+    ["outcome"],
+)
+ANSWERED, ROUTED = LANE_CALLS.labels("answered"), LANE_CALLS.labels("routed")
+
+
+@dataclass(frozen=True, slots=True)
+class Lane(Generic[R]):
+    """The request model of a laned route and the function both paths answer with."""
+
+    model: type[R]
+    answer: Callable[[Services, Caller, R, str], Awaitable[Response]]
+
+    async def respond(self, services: Services, scope: Scope, body: bytes) -> Response | None:
+        """The answer, or None when the call is anything but ordinary."""
+        try:
+            request = self.model.model_validate_json(body)
+            caller = services.authenticator.authenticate(_header(scope, b"authorization"))
+        except (ValidationError, AuthenticationError):
+            return None
+        if caller.denial_reason(None, AuthScope.CHECK) is not None:
+            return None
+        if not caller.may_access(request.tenant):
+            return None
+        if not await services.rate_limiter.allow(caller.subject):
+            # The route counts this call again and answers 429: the caller is already over.
+            return None
+        try:
+            return await self.answer(services, caller, request, scope["path"])
+        except ApiError as exc:
+            return api_error_response(exc)
+        except STORE_DOWN_ERRORS as exc:
+            return store_down_response(exc, scope["path"])
+
+
+LANES: dict[str, Lane[CheckRequest] | Lane[BatchCheckRequest]] = {
+    "/v1/check": Lane(CheckRequest, answer_check),
+    "/v1/check/batch": Lane(BatchCheckRequest, answer_batch),
+}
+
+
+class CheckFastLane:
+    """Answers ordinary POST /v1/check and /v1/check/batch calls; passes on everything else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._routes: dict[str, BaseRoute] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = LANES.get(scope["path"]) if scope["type"] == "http" else None
+        if lane is None or scope["method"] != "POST" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        services: Services = scope["app"].state.services
+        if not services.settings.check_fast_lane:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        response = await lane.respond(services, scope, body)
+        if response is None:
+            ROUTED.inc()
+            await self.app(scope, _replay(body, receive), send)
+            return
+        ANSWERED.inc()
+        scope["route"] = self._route(scope)
+        await response(scope, receive, send)
+
+    def _route(self, scope: Scope) -> BaseRoute | None:
+        """The FastAPI route of this path, for metrics labelled by route template."""
+        path: str = scope["path"]
+        if path not in self._routes:
+            for route in scope["app"].router.routes:
+                if getattr(route, "path", None) == path:
+                    self._routes[path] = route
+        return self._routes.get(path)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type")
+    return content_type is not None and content_type.split(";")[0].strip().lower() == (
+        "application/json"
+    )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the already-read body out again, then defers to the server."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
