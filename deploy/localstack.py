@@ -132,19 +132,9 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise LocalStackError(f"{name}={raw!r} is not an integer") from None
 
 
-MEMTABLE_KINDS = ("skiplist", "trie")
-
-
 def _env_str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip()
     return raw or default
-
-
-def _env_choice(env: Mapping[str, str], name: str, default: str) -> str:
-    value = _env_str(env, name, default).lower()
-    if value not in MEMTABLE_KINDS:
-        raise LocalStackError(f"{name}={value!r}: choose {' or '.join(MEMTABLE_KINDS)}")
-    return value
 
 
 def _kafka_security_protocol(env: Mapping[str, str]) -> str:
@@ -183,7 +173,6 @@ class Settings:
     cassandra_heap: str
     kafka_jvm_opts: tuple[str, ...]
     cassandra_jvm_opts: tuple[str, ...]
-    cassandra_memtable: str
     kafka_version: str | None
     cassandra_version: str | None
     kafka_timeout: float
@@ -210,7 +199,6 @@ class Settings:
             cassandra_heap=_env_str(e, "PERMSTORE_CASSANDRA_HEAP", "1g"),
             kafka_jvm_opts=tuple(shlex.split(e.get("PERMSTORE_KAFKA_JVM_OPTS", ""))),
             cassandra_jvm_opts=tuple(shlex.split(e.get("PERMSTORE_CASSANDRA_JVM_OPTS", ""))),
-            cassandra_memtable=_env_choice(e, "PERMSTORE_CASSANDRA_MEMTABLE", "skiplist"),
             kafka_version=e.get("PERMSTORE_KAFKA_VERSION", "").strip() or None,
             cassandra_version=e.get("PERMSTORE_CASSANDRA_VERSION", "").strip() or None,
             kafka_timeout=float(_env_int(e, "PERMSTORE_KAFKA_START_TIMEOUT", 120)),
@@ -1104,23 +1092,6 @@ auto_snapshot: false
 hinted_handoff_enabled: false
 # A fresh cluster that never ran Cassandra 4: enable all 5.0 storage features.
 storage_compatibility_mode: NONE
-{_memtable_yaml(settings.cassandra_memtable)}"""
-
-
-def _memtable_yaml(kind: str) -> str:
-    """The default memtable of every table: Cassandra's own skip list, or its trie memtable."""
-    if kind == "skiplist":
-        return ""
-    return f"""
-# Memtable implementation of every table (PERMSTORE_CASSANDRA_MEMTABLE; see performance.md).
-memtable:
-  configurations:
-    skiplist:
-      class_name: SkipListMemtable
-    trie:
-      class_name: TrieMemtable
-    default:
-      inherits: {kind}
 """
 
 
