@@ -151,6 +151,14 @@ def test_catalogue_of_calls_matches_the_route(
     # The text/plain call never reaches the lane's decision: it is not a JSON call.
     assert after["routed"] - before["routed"] == len(refused) - 1
     assert lane_counts(route_only_api) == {"answered": 0.0, "routed": 0.0}
+    # Laned answers keep their route template in the request metrics.
+    answered_routes = {
+        line.split('route="')[1].split('"')[0]
+        for line in httpx.get(f"{api_url}/metrics").text.splitlines()
+        if line.startswith("permstore_http_requests_total{") and 'status="200"' in line
+    }
+    assert {"/v1/check", "/v1/check/batch"} <= answered_routes
+    assert "unmatched" not in answered_routes
 
 
 def json_values() -> st.SearchStrategy[Any]:
