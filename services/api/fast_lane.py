@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.api.deps import Services
 from services.api.errors import STORE_DOWN_ERRORS, ApiError, api_error_response, store_down_response
 from services.api.models import BatchCheckRequest, CheckRequest
-from services.api.routes import answer_batch, answer_check
+from services.api.routes import answer_batch, answer_check, router
 from services.auth import AuthenticationError, Caller
 from services.auth import Scope as AuthScope
 
@@ -42,6 +42,7 @@ class Lane(Generic[R]):
 
     model: type[R]
     answer: Callable[[Services, Caller, R, str], Awaitable[Response]]
+    route: BaseRoute
 
     async def respond(self, services: Services, scope: Scope, body: bytes) -> Response | None:
         """The answer, or None when the call is anything but ordinary."""
@@ -65,9 +66,11 @@ class Lane(Generic[R]):
             return store_down_response(exc, scope["path"])
 
 
+# The FastAPI routes the lane stands in for: metrics label laned answers with their template.
+_ROUTES = {getattr(route, "path", None): route for route in router.routes}
 LANES: dict[str, Lane[CheckRequest] | Lane[BatchCheckRequest]] = {
-    "/v1/check": Lane(CheckRequest, answer_check),
-    "/v1/check/batch": Lane(BatchCheckRequest, answer_batch),
+    "/v1/check": Lane(CheckRequest, answer_check, _ROUTES["/v1/check"]),
+    "/v1/check/batch": Lane(BatchCheckRequest, answer_batch, _ROUTES["/v1/check/batch"]),
 }
 
 
@@ -76,7 +79,6 @@ class CheckFastLane:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes: dict[str, BaseRoute] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = LANES.get(scope["path"]) if scope["type"] == "http" else None
@@ -94,17 +96,8 @@ class CheckFastLane:
             await self.app(scope, _replay(body, receive), send)
             return
         ANSWERED.inc()
-        scope["route"] = self._route(scope)
+        scope["route"] = lane.route
         await response(scope, receive, send)
-
-    def _route(self, scope: Scope) -> BaseRoute | None:
-        """The FastAPI route of this path, for metrics labelled by route template."""
-        path: str = scope["path"]
-        if path not in self._routes:
-            for route in scope["app"].router.routes:
-                if getattr(route, "path", None) == path:
-                    self._routes[path] = route
-        return self._routes.get(path)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
