@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
+import psutil
+
 from bench.common import Deadline, JsonDict, say, utc_now
 from bench.events import Published, publish
 from bench.loadgen import LoadOutcome, LoadSpec
@@ -214,6 +216,24 @@ class Stack:
             "events_per_s": round(len(events) / elapsed, 1),
             "server": monitor.result,
         }
+
+    def settle(self, below: float = 25.0, window: float = 5.0, bound: float = 300.0) -> float:
+        """Wait until Cassandra's CPU over `window` seconds is under `below` percent (its
+        flushes and compactions after a load are done); returns the seconds waited."""
+        pid = self.server_pids().get("cassandra")
+        started = time.monotonic()
+        if pid is None:
+            return 0.0
+        process = psutil.Process(pid)
+        deadline = Deadline.after(bound)
+        process.cpu_percent(None)
+        while not deadline.passed():
+            time.sleep(window)
+            if process.cpu_percent(None) < below:
+                break
+        waited = time.monotonic() - started
+        say(f"{self.scenario}: Cassandra settled after {waited:.0f}s")
+        return round(waited, 1)
 
     def run_load(self, spec: LoadSpec) -> LoadOutcome:
         """Run an HTTP load against the API while watching the servers."""

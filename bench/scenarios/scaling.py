@@ -2,8 +2,9 @@
 
 Size: direct grants are added in steps (10k, 30k, 100k quick; then 300k and 1M full) over
 4 tenants and 5,000 users, so each user's partition grows with the data (2 to 200 rows);
-after each step a closed loop of single checks (concurrency 16) runs, half on granted
-(user, document) pairs and half on misses.
+after each step, once Cassandra's CPU has settled (its flushes and compactions of the step are
+done), a closed loop of single checks (concurrency 16) runs, half on granted (user, document)
+pairs and half on misses.
 
 Depth: for each depth D (1, 10, 100, 1,000) a tenant holds a chain of D nested groups, a
 grant to the outermost group and a user in the innermost; checks of that user run in a closed
@@ -96,8 +97,11 @@ def run(options: Options) -> ScenarioReport:
                 warmup=1.0,
                 label=f"{size:,} grants",
             )
+            # Reads measured while Cassandra still flushes and compacts the load would show the
+            # write backlog, not the data size.
+            settled = stack.settle()
             outcome = stack.run_load(spec).summary()
-            by_size.append({"grants": size, "load": step, "run": outcome})
+            by_size.append({"grants": size, "load": step, "settle_s": settled, "run": outcome})
         chains = [e for depth in DEPTHS for e in chain_events(depth)]
         report.results["depth_load"] = stack.load(chains, "group chains")
         for depth in DEPTHS:
