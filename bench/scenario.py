@@ -227,12 +227,13 @@ class Stack:
         process = psutil.Process(pid)
         deadline = Deadline.after(bound)
         process.cpu_percent(None)
-        while not deadline.passed():
+        settled = False
+        while not settled and not deadline.passed():
             time.sleep(window)
-            if process.cpu_percent(None) < below:
-                break
+            settled = process.cpu_percent(None) < below
         waited = time.monotonic() - started
-        say(f"{self.scenario}: Cassandra settled after {waited:.0f}s")
+        state = "settled" if settled else f"still above {below:g} % CPU"
+        say(f"{self.scenario}: Cassandra {state} after {waited:.0f}s")
         return round(waited, 1)
 
     def run_load(self, spec: LoadSpec) -> LoadOutcome:
