@@ -2,10 +2,11 @@
 
 Checks are the hot path (thousands a second), and routing, dependency solving and request
 objects cost more CPU than the answer itself (docs/performance.md). This middleware answers a
-check or batch check only when everything about it is ordinary: a JSON body that validates, a
-credential that authenticates, the check scope, a tenant the caller may use and room under the
-rate limit. Anything else is handed, body and all, to the FastAPI route, which gives the one
-authoritative refusal. Both paths call the same `answer_check` / `answer_batch`.
+check or batch check only when the call is ordinary: a JSON body that validates, a credential
+that authenticates with the check scope, and room under the rate limit. It then calls
+`answer_check` / `answer_batch`, the functions the routes call (they refuse a tenant outside the
+token themselves). Anything else is handed, body and all, to the FastAPI route, which gives the
+one authoritative refusal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,26 +46,27 @@ class Lane(Generic[R]):
     answer: Callable[[Services, Caller, R, str], Awaitable[Response]]
     route: BaseRoute
 
-    async def respond(self, services: Services, scope: Scope, body: bytes) -> Response | None:
+    async def respond(
+        self, services: Services, path: str, authorization: str | None, body: bytes
+    ) -> Response | None:
         """The answer, or None when the call is anything but ordinary."""
         try:
             request = self.model.model_validate_json(body)
-            caller = services.authenticator.authenticate(_header(scope, b"authorization"))
+            caller = services.authenticator.authenticate(authorization)
         except (ValidationError, AuthenticationError):
             return None
         if caller.denial_reason(None, AuthScope.CHECK) is not None:
-            return None
-        if not caller.may_access(request.tenant):
             return None
         if not await services.rate_limiter.allow(caller.subject):
             # The route counts this call again and answers 429: the caller is already over.
             return None
         try:
-            return await self.answer(services, caller, request, scope["path"])
+            # The answer itself refuses a tenant outside the caller's token, as in the route.
+            return await self.answer(services, caller, request, path)
         except ApiError as exc:
             return api_error_response(exc)
         except STORE_DOWN_ERRORS as exc:
-            return store_down_response(exc, scope["path"])
+            return store_down_response(exc, path)
 
 
 # The FastAPI routes the lane stands in for: metrics label laned answers with their template.
@@ -82,15 +85,19 @@ class CheckFastLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = LANES.get(scope["path"]) if scope["type"] == "http" else None
-        if lane is None or scope["method"] != "POST" or not _is_json(scope):
+        if lane is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        incoming = Request(scope, receive)
+        content_type = incoming.headers.get("content-type", "")
         services: Services = scope["app"].state.services
-        if not services.settings.check_fast_lane:
+        is_json = content_type.split(";")[0].strip().lower() == "application/json"
+        if not is_json or not services.settings.check_fast_lane:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        response = await lane.respond(services, scope, body)
+        body = await incoming.body()
+        authorization = incoming.headers.get("authorization")
+        response = await lane.respond(services, scope["path"], authorization, body)
         if response is None:
             ROUTED.inc()
             await self.app(scope, _replay(body, receive), send)
@@ -98,32 +105,6 @@ class CheckFastLane:
         ANSWERED.inc()
         scope["route"] = lane.route
         await response(scope, receive, send)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def _is_json(scope: Scope) -> bool:
-    content_type = _header(scope, b"content-type")
-    return content_type is not None and content_type.split(";")[0].strip().lower() == (
-        "application/json"
-    )
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
