@@ -75,11 +75,11 @@ def is_live(expires: int, now_us: int) -> bool:
 
 
 def reasons_from_sources(
-    principal: str, pattern: str, sources: Mapping[str, int], now_us: int
+    principal: str, pattern: str, sources: Iterable[tuple[str, int]], now_us: int
 ) -> list[Reason]:
-    """The live reasons of one view row."""
+    """The live reasons of one view row, from its (source, expiry) pairs."""
     reasons = []
-    for source, expires in sorted(sources.items()):
+    for source, expires in sorted(sources):
         if is_live(expires, now_us):
             subject, permission = split_source(source)
             reasons.append(Reason(principal, subject, pattern, permission, expires))
@@ -87,12 +87,12 @@ def reasons_from_sources(
 
 
 def decide_from_rows(
-    principal: str, rows: Iterable[tuple[str, Mapping[str, int] | None]], now_us: int
+    principal: str, rows: Iterable[tuple[str, Iterable[tuple[str, int]]]], now_us: int
 ) -> list[Reason]:
-    """Reasons that allow, from the (pattern, sources) rows of a check read; empty = deny."""
+    """Reasons that allow, from the (pattern, source pairs) rows of a check read; empty = deny."""
     reasons: list[Reason] = []
     for pattern, sources in rows:
-        reasons.extend(reasons_from_sources(principal, pattern, sources or {}, now_us))
+        reasons.extend(reasons_from_sources(principal, pattern, sources, now_us))
     return reasons
 
 

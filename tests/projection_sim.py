@@ -78,14 +78,16 @@ class SimulatedViews:
         """Event ids already recorded."""
         return {i for i in ids if self.state_rows.get(("event", i), (0, None))[1] is not None}
 
-    def rows(self, principal: str, resource: str, action: str) -> list[tuple[str, dict[str, int]]]:
+    def rows(
+        self, principal: str, resource: str, action: str
+    ) -> list[tuple[str, list[tuple[str, int]]]]:
         """The rows a check reads."""
         table: dict[tuple[str, str, str], dict[str, int]] = {}
         for (p, pat, a, src), (_, exp) in self.cells.items():
             if exp != REMOVED:
                 table.setdefault((p, pat, a), {})[src] = exp
         return [
-            (pattern, table[(principal, pattern, action)])
+            (pattern, list(table[(principal, pattern, action)].items()))
             for pattern in patterns_matching(resource)
             if (principal, pattern, action) in table
         ]

@@ -496,7 +496,7 @@ async def list_permissions(
         exhausted = len(rows) < limit + 1
         for pattern, action, sources in rows:
             last_key = (pattern, action)
-            reasons = reasons_from_sources(principal, pattern, sources or {}, now)
+            reasons = reasons_from_sources(principal, pattern, (sources or {}).items(), now)
             if not reasons:
                 continue
             if len(found) == limit:
@@ -587,7 +587,7 @@ async def who_can(
         for principal, row_action, pattern, sources in rows:
             if not is_member_principal(principal) or (action and row_action != action):
                 continue
-            live = reasons_from_sources(principal, pattern, sources or {}, now)
+            live = reasons_from_sources(principal, pattern, (sources or {}).items(), now)
             if live:
                 grouped.setdefault((principal, row_action), []).extend(live)
         last_row_key = (rows[-1][0], rows[-1][1])

@@ -75,7 +75,7 @@ def test_covers_needs_same_partition_and_offset() -> None:
 
 def test_reasons_skip_expired_sources() -> None:
     """Only sources with no expiry or a later one allow."""
-    rows = [("doc:a/*", {"group:eng|role:editor": 0, "user:al|read": 100})]
+    rows = [("doc:a/*", (("group:eng|role:editor", 0), ("user:al|read", 100)))]
     reasons = decide_from_rows("user:al", rows, now_us=100)
     assert [r.as_json()["kind"] for r in reasons] == ["group"]
     assert reasons[0].via_group == "group:eng" and reasons[0].via_role == "editor"

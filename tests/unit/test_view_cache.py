@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
+from cassandra.cqltypes import UTF8Type
+from cassandra.util import OrderedMapSerializedKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from permcore.consistency import LogPoint
-from services.api.reader import PositionedCache
+from permcore.decisions import decide_from_rows
+from services.api.reader import PositionedCache, Rows, compact_rows
 
 
 def test_entry_is_served_only_at_the_position_it_was_read() -> None:
@@ -42,3 +47,25 @@ def test_bounded_and_never_serves_another_position(puts: list[tuple[int, int]]) 
                 served += 1
                 assert value == offset == latest[key]
     assert served <= 8
+
+
+def test_cached_check_rows_leave_the_cycle_collector() -> None:
+    """Rows as the driver returns them are compacted into tuples the collector stops tracking.
+
+    Tracked cache entries made every full collection scan the whole cache (150-260 ms pauses
+    under load, docs/performance.md); the compacted entry must keep the same decision.
+    """
+    sources = OrderedMapSerializedKey(UTF8Type, 4)
+    sources._insert_unchecked("user:al|read", b"user:al|read", 0)
+    sources._insert_unchecked("group:eng|role:editor", b"group:eng|role:editor", 7)
+    driver_rows = [("doc:a", sources), ("doc:*", None)]
+    rows = compact_rows(driver_rows)
+    cache: PositionedCache[str, Rows] = PositionedCache("test", 4)
+    cache.put("k", LogPoint(0, 5), rows)
+    for _ in range(4):  # a pass may reach an outer tuple before its items are untracked
+        gc.collect()
+    cached = cache.get("k", LogPoint(0, 5))
+    assert cached is not None and not gc.is_tracked(cached)
+    as_maps = [(pattern, dict(found or {}).items()) for pattern, found in driver_rows]
+    for now in (1, 7, 8):
+        assert decide_from_rows("user:al", cached, now) == decide_from_rows("user:al", as_maps, now)
