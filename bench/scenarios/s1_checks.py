@@ -183,15 +183,15 @@ def run(options: Options) -> ScenarioReport:
             runs.append(stack.run_load(load).summary() | {"kind": "single"})
         # Warm every worker's cache with batches at twice the highest concurrency: at c = 2 the
         # kernel can hand both connections to one worker, leaving the other cold for c = 8.
+        warm_batches = spec(
+            path="/v1/check/batch",
+            bodies=batches,
+            mode="closed",
+            concurrency=2 * max(batch_conc),
+            label="batch100 cache warm-up (not reported)",
+        )
         stack.run_load(
-            spec(
-                path="/v1/check/batch",
-                bodies=batches,
-                mode="closed",
-                concurrency=2 * max(batch_conc),
-                duration=CACHE_WARMUP_S * options.workers / 3,
-                label="batch100 cache warm-up (not reported)",
-            )
+            dataclasses.replace(warm_batches, duration=CACHE_WARMUP_S * options.workers / 3)
         )
         for concurrency in batch_conc:
             label = f"batch100 closed c={concurrency}"
