@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from cachetools import LRUCache, TTLCache
+from async_lru import alru_cache
+from cachetools import LRUCache
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 from prometheus_client import Counter
@@ -96,9 +97,11 @@ class ViewReader:
         self._paths_cache: PositionedCache[tuple[str, str], dict[str, str]] = PositionedCache(
             "paths", max(1, cache_entries // 10) if cache_entries else 0
         )
-        # Positions only move forward, so a slightly old one is still a true lower bound.
-        self._positions: TTLCache[str, LogPoint] = TTLCache(
-            maxsize=100_000, ttl=POSITION_CACHE_SECONDS
+        # Positions only move forward, so a slightly old one is still a true lower bound. The
+        # checks of a tenant that arrive while its position is being read share that read
+        # (a burst of checks used to send one read each).
+        self._shared_position = alru_cache(maxsize=100_000, ttl=POSITION_CACHE_SECONDS)(
+            self._read_point
         )
         g = f"{keyspace}.%s_g{generation}"
         prep = session.prepare
@@ -148,22 +151,25 @@ class ViewReader:
 
     async def position(self, tenant: str, *, fresh: bool = False) -> LogPoint:
         """The point of the tenant's log that the views have fully applied."""
-        if not fresh and (cached := self._positions.get(tenant)) is not None:
-            return cached
-        rows = list(await execute(self._session, self._position, (tenant,)))
-        point = START
-        if rows and rows[0][1] is not None:
-            point = LogPoint(int(rows[0][0]), int(rows[0][1]))
-        self._positions[tenant] = point
-        return point
+        if fresh:
+            return (await self.freshness(tenant))[0]
+        return await self._shared_position(tenant)
 
     async def freshness(self, tenant: str) -> tuple[LogPoint, int | None]:
         """The applied point and when the processor wrote it (epoch us), read fresh."""
+        found = await self._read_position(tenant)
+        # The next cached position is read after this one, so it is never older.
+        self._shared_position.cache_invalidate(tenant)
+        return found
+
+    async def _read_point(self, tenant: str) -> LogPoint:
+        return (await self._read_position(tenant))[0]
+
+    async def _read_position(self, tenant: str) -> tuple[LogPoint, int | None]:
         rows = list(await execute(self._session, self._position, (tenant,)))
         if not rows or rows[0][1] is None:
             return START, None
         point = LogPoint(int(rows[0][0]), int(rows[0][1]))
-        self._positions[tenant] = point
         return point, int(rows[0][2]) if rows[0][2] is not None else None
 
     async def wait_for(

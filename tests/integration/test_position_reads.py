@@ -1,0 +1,92 @@
+"""The API's reads of a tenant's applied position, against the real Cassandra.
+
+Every check needs the tenant's position; a burst of concurrent checks must share one read, a
+cached position must expire, and a fresh read (consistency waits) must never be followed by an
+older cached one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+import pytest
+from cassandra.cluster import ResponseFuture, Session
+
+from adapters.cassandra import active_generation, connect
+from services.api.reader import POSITION_CACHE_SECONDS, ViewReader
+from tests.integration.test_crash_restart import settings_of
+from tests.integration.test_faults import grant_event, wait_visible
+from tests.support.stack import StackEnvironment
+
+pytestmark = pytest.mark.integration
+
+
+class CountingSession:
+    """The real driver session, counting each statement sent to Cassandra by its text."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.sent: Counter[str] = Counter()
+
+    def prepare(self, query: str) -> Any:
+        """Prepare on the real session."""
+        return self._session.prepare(query)
+
+    def execute_async(self, statement: Any, parameters: Any = None) -> ResponseFuture:
+        """Send on the real session and count it."""
+        self.sent[statement.query_string] += 1
+        return self._session.execute_async(statement, parameters)
+
+    def position_reads(self) -> int:
+        """Reads of projector_state (only the position reads touch it here)."""
+        return sum(n for query, n in self.sent.items() if "projector_state" in query)
+
+
+def test_concurrent_checks_share_one_position_read(
+    test_env: StackEnvironment, api_url: str, issue_token: Callable[..., str], tenant: str
+) -> None:
+    """20 concurrent asks: one read; after the TTL: a new read; after a fresh read: no older."""
+    token = issue_token(tenant, "check,write")
+    response = httpx.post(
+        f"{api_url}/v1/events",
+        json={"events": [grant_event(tenant, 0)]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    wait_visible(api_url, token, tenant, [0], 60)
+    settings = settings_of(test_env.env)
+    cluster, session = connect(settings, "api", request_timeout=30)
+    try:
+        generation = active_generation(session, settings.cassandra_keyspace) or 1
+        counting = CountingSession(session)
+        reader = ViewReader(cast(Session, counting), settings.cassandra_keyspace, generation)
+
+        async def scenario() -> None:
+            burst = await asyncio.gather(*(reader.position(tenant) for _ in range(20)))
+            assert len(set(burst)) == 1 and burst[0].offset >= 0, burst
+            assert counting.position_reads() == 1, counting.sent
+
+            started = time.monotonic()
+            again = await reader.position(tenant)
+            if time.monotonic() - started < POSITION_CACHE_SECONDS:
+                assert counting.position_reads() == 1, "served from the cache within the TTL"
+            await asyncio.sleep(POSITION_CACHE_SECONDS * 2)
+            later = await reader.position(tenant)
+            assert counting.position_reads() == 2, "read again after the TTL"
+            assert later.covers(again)
+
+            fresh, applied_at = await reader.freshness(tenant)
+            assert applied_at is not None and fresh.covers(later)
+            after = await reader.position(tenant)
+            assert counting.position_reads() == 4, "a fresh read drops the cached position"
+            assert after.covers(fresh)
+
+        asyncio.run(scenario())
+    finally:
+        cluster.shutdown()
