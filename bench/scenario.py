@@ -37,7 +37,7 @@ class Options:
     """Command-line choices every scenario sees."""
 
     full: bool = False
-    workers: int = 2
+    workers: int = 1
     load_procs: int = 2
     keep_data: bool = False
     profile: bool = False

@@ -75,7 +75,9 @@ def _banner(port: int) -> None:
 def main() -> int:
     """Supervise the processor and API until interrupted."""
     port = int(os.environ.get("PERMSTORE_API_PORT", "8080"))
-    workers = int(os.environ.get("PERMSTORE_API_WORKERS", "2"))
+    # One worker on a small machine that also runs Kafka and Cassandra (docs/performance.md);
+    # on a host of its own, one per core.
+    workers = int(os.environ.get("PERMSTORE_API_WORKERS", "1"))
     _say("bootstrapping topics and tables")
     subprocess.run([sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO)
     commands = _commands(port, workers)
