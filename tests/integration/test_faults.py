@@ -160,8 +160,8 @@ def test_frozen_cassandra_answers_503_then_recovers(
     during = [
         c for t, kind, c in traffic.statuses if kind == "check" and frozen_at + 3 < t < resumed_at
     ]
-    odd = [(round(t - frozen_at, 3), c) for t, kind, c in traffic.statuses if kind == "check"]
-    assert during and set(during) == {503}, f"checks (s after freeze, status): {odd}"
+    checks = [(round(t - frozen_at, 3), c) for t, kind, c in traffic.statuses if kind == "check"]
+    assert during and set(during) == {503}, f"checks (s after freeze, status): {checks}"
     assert traffic.slowest < REQUEST_BOUND_SECONDS
     first_ok = min(
         t for t, kind, c in traffic.statuses if kind == "check" and c == 200 and t > resumed_at

@@ -13,14 +13,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
-import httpx
 import pytest
 from cassandra.cluster import ResponseFuture, Session
 
 from adapters.cassandra import active_generation, connect
 from services.api.reader import POSITION_CACHE_SECONDS, ViewReader
 from tests.integration.test_crash_restart import settings_of
-from tests.integration.test_faults import grant_event, wait_visible
+from tests.integration.test_faults import seed
 from tests.support.stack import StackEnvironment
 
 pytestmark = pytest.mark.integration
@@ -51,15 +50,7 @@ def test_concurrent_checks_share_one_position_read(
     test_env: StackEnvironment, api_url: str, issue_token: Callable[..., str], tenant: str
 ) -> None:
     """20 concurrent asks: one read; after the TTL: a new read; after a fresh read: no older."""
-    token = issue_token(tenant, "check,write")
-    response = httpx.post(
-        f"{api_url}/v1/events",
-        json={"events": [grant_event(tenant, 0)]},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    wait_visible(api_url, token, tenant, [0], 60)
+    seed(api_url, issue_token(tenant, "check,write"), tenant)
     settings = settings_of(test_env.env)
     cluster, session = connect(settings, "api", request_timeout=30)
     try:
