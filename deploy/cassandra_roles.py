@@ -90,8 +90,12 @@ class Login:
 
 
 def _auth_refused(exc: NoHostAvailable) -> bool:
-    errors: dict[Any, Any] = getattr(exc, "errors", {}) or {}
-    return any(isinstance(e, AuthenticationFailed) for e in errors.values())
+    """True when the driver names an authentication failure as the cause."""
+    # A dict of causes by host; or, when the pools fail after the control connection logged in
+    # (a login changing under the server's credentials cache), a bare list of hosts.
+    errors = getattr(exc, "errors", None)
+    causes = errors.values() if isinstance(errors, dict) else ()
+    return any(isinstance(e, AuthenticationFailed) for e in causes)
 
 
 def _redact(text: str, passwords: Sequence[str]) -> str:
@@ -206,7 +210,10 @@ def verify_login(host: str, port: int, role: str, password: str, timeout: float 
     """Log in as `role` and return release_version (retrying briefly for auth caches)."""
     deadline = time.monotonic() + timeout
     while True:
-        login = try_login(host, port, role, password)
+        try:
+            login = try_login(host, port, role, password)
+        except NoHostAvailable:
+            login = None  # half refused (see _auth_refused): not settled yet, ask again
         if login is not None:
             with login:
                 rows = login.execute("SELECT release_version FROM system.local")
@@ -222,10 +229,14 @@ def ensure_login_refused(
     """Wait until `role` can no longer log in (the credentials cache keeps it ~2 s)."""
     deadline = time.monotonic() + timeout
     while True:
-        login = try_login(host, port, role, password)
-        if login is None:
-            return
-        login.close()
+        try:
+            login = try_login(host, port, role, password)
+        except NoHostAvailable:
+            pass  # half refused (see _auth_refused): not settled yet, ask again
+        else:
+            if login is None:
+                return
+            login.close()
         if time.monotonic() > deadline:
             raise RolesError(f"the role {role} can still log in")
         time.sleep(0.5)
