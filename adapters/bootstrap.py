@@ -11,6 +11,7 @@ from adapters.cassandra import (
     ensure_generation,
     grant_least_privilege,
     migrate,
+    migrate_audit_layout,
 )
 from adapters.kafka_acls import ensure_acls
 from adapters.kafka_topics import ensure_topics
@@ -39,7 +40,11 @@ def bootstrap(settings: Settings) -> None:
             print("cassandra: generation 1 created and active")
         else:
             for row in session.execute(f"SELECT id FROM {ks}.generations"):
-                ensure_generation(session, settings, int(row[0]))
+                generation = int(row[0])
+                ensure_generation(session, settings, generation)
+                moved = migrate_audit_layout(session, ks, generation)
+                if moved is not None:
+                    print(f"cassandra: generation {generation}: {moved} audit rows moved")
         grant_least_privilege(session, ks)
         print("cassandra: processor may read and write, api may only read")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -16,6 +17,7 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
+from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import tuple_factory
 
@@ -125,6 +127,38 @@ def ensure_generation(session: Session, settings: Settings, generation: int) -> 
     """Create a generation's tables (idempotent)."""
     for statement in generation_ddl(settings.cassandra_keyspace, generation):
         session.execute(statement)
+
+
+def migrate_audit_layout(session: Session, keyspace: str, generation: int) -> int | None:
+    """Move a generation's audit index from its layout before ADR 0008 (a partition per
+    subject and month) into audit_by_month, then drop the old table; returns the rows copied,
+    or None when the generation has no old table."""
+    old = f"audit_index_g{generation}"
+    found = session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, old),
+    )
+    if not list(found):
+        return None
+    read = session.prepare(
+        f"SELECT tenant, month, subject, recorded_at, kafka_offset FROM {keyspace}.{old}"
+    )
+    read.fetch_size = 5000
+    # The writer's timestamp for an event's rows (its offset + 1), so replays stay harmless.
+    insert = session.prepare(
+        f"INSERT INTO {keyspace}.audit_by_month_g{generation} "
+        "(tenant, month, subject, recorded_at, kafka_offset) VALUES (?, ?, ?, ?, ?) "
+        "USING TIMESTAMP ?"
+    )
+    copied = 0
+    rows = iter(session.execute(read))
+    while chunk := [(*row, int(row[4]) + 1) for row in itertools.islice(rows, 10_000)]:
+        execute_concurrent_with_args(
+            session, insert, chunk, concurrency=64, raise_on_first_error=True
+        )
+        copied += len(chunk)
+    session.execute(f"DROP TABLE {keyspace}.{old}")
+    return copied
 
 
 def active_generation(session: Session, keyspace: str) -> int | None:

@@ -29,10 +29,12 @@ GENERATION_TABLES = (
     "principals_by_pattern",
     "projector_state",
     "event_log",
-    "audit_index",
+    "audit_by_month",
+    "audit_index",  # the audit layout before ADR 0008, in generations not yet migrated
     "months",
     "snapshot_index",
     "snapshot_chunks",
+    "group_paths",
 )
 
 Progress = Callable[[int, int], None]

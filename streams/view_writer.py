@@ -73,7 +73,7 @@ class ViewWriter:
         self._session = session
         self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
-        self._months_written: set[tuple[str, str, int]] = set()
+        self._months_written: set[tuple[str, int]] = set()
         g = f"{keyspace}.%s_g{generation}"
         perms, pats, state = (
             g % "permissions_by_principal",
@@ -110,8 +110,8 @@ class ViewWriter:
             "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
         self._audit = prep(
-            f"INSERT INTO {g % 'audit_index'} (tenant, subject, month, recorded_at, kafka_offset) "
-            "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            f"INSERT INTO {g % 'audit_by_month'} (tenant, month, subject, recorded_at, "
+            "kafka_offset) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
         self._month = prep(
             f"INSERT INTO {g % 'months'} (tenant, subject, month) VALUES (?, ?, ?) "
@@ -276,20 +276,20 @@ class ViewWriter:
                 (tenant, month, recorded.recorded_at, recorded.offset, body, ts),
             )
         ]
-        for subject in ["*", *audit_subjects(recorded)]:
-            if subject != "*":
-                writes.append(
-                    (
-                        ("a", tenant, subject),
-                        self._audit,
-                        (tenant, subject, month, recorded.recorded_at, recorded.offset, ts),
-                    )
-                )
-            if (tenant, subject, month) not in self._months_written:
-                self._months_written.add((tenant, subject, month))
-                if len(self._months_written) > 100_000:
-                    self._months_written.clear()
-                writes.append((("m", tenant, subject), self._month, (tenant, subject, month, 1)))
+        writes.extend(
+            (
+                # The log row's partition key: sorted next to it, both land in one mutation.
+                ("l", tenant, str(month)),
+                self._audit,
+                (tenant, month, subject, recorded.recorded_at, recorded.offset, ts),
+            )
+            for subject in audit_subjects(recorded)
+        )
+        if (tenant, month) not in self._months_written:
+            self._months_written.add((tenant, month))
+            if len(self._months_written) > 100_000:
+                self._months_written.clear()
+            writes.append((("m", tenant, "*"), self._month, (tenant, "*", month, 1)))
         return writes
 
     async def _write_state(

@@ -34,11 +34,11 @@ ROLE_ACTIONS = ["read", "write", "comment", "delete", "share"]
 FAN = 10_000
 
 
-def direct_events(count: int) -> list[JsonDict]:
-    """Direct grants, 16 tenants."""
+def direct_events(count: int, start: int = 0) -> list[JsonDict]:
+    """Direct grants, 16 tenants; a later `start` gives grants on other documents."""
     return [
         ev.grant(f"d{i % 16}", f"user:u{i % 5000}", f"doc:d{i % 16}/f{i % 50}/d{i}", "read")
-        for i in range(count)
+        for i in range(start, start + count)
     ]
 
 

@@ -24,7 +24,7 @@ async def state_at(reader: ViewReader, tenant: str, at_us: int) -> tuple[TenantS
         after = (recorded_at, offset)
     replayed = 0
     last_month = month_of(at_us)
-    for month in await reader.months(tenant, "*"):
+    for month in await reader.months(tenant):
         if month > last_month:
             break
         if after[0] >= 0 and month < month_of(after[0]):

@@ -128,8 +128,8 @@ class ViewReader:
         self._paths.fetch_size = None
         self._months = prep(f"SELECT month FROM {g % 'months'} WHERE tenant = ? AND subject = ?")
         self._audit_page = prep(
-            f"SELECT recorded_at, kafka_offset FROM {g % 'audit_index'} "
-            "WHERE tenant = ? AND subject = ? AND month = ? "
+            f"SELECT recorded_at, kafka_offset FROM {g % 'audit_by_month'} "
+            "WHERE tenant = ? AND month = ? AND subject = ? "
             "AND (recorded_at, kafka_offset) > (?, ?) AND recorded_at <= ? LIMIT ?"
         )
         self._log_page = prep(
@@ -298,9 +298,9 @@ class ViewReader:
         cut = min(((s[-1][0], s[-1][1]) for s in streams if len(s) == limit), default=None)
         return [row for row in merged if cut is None or (row[0], row[1]) <= cut]
 
-    async def months(self, tenant: str, subject: str) -> list[int]:
-        """Months that hold audit entries for a subject ("*" = the whole tenant)."""
-        rows = await execute(self._session, self._months, (tenant, subject))
+    async def months(self, tenant: str) -> list[int]:
+        """Months that hold any of the tenant's events."""
+        rows = await execute(self._session, self._months, (tenant, "*"))
         return sorted(int(r[0]) for r in rows)
 
     async def audit_page(
@@ -321,7 +321,7 @@ class ViewReader:
                 rows = await execute(
                     self._session,
                     self._audit_page,
-                    (tenant, subject, month, after[0], after[1], until, limit),
+                    (tenant, month, subject, after[0], after[1], until, limit),
                 )
                 hits.update((int(r[0]), int(r[1])) for r in rows)
             chosen = sorted(hits)[: limit - len(found)]
