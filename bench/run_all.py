@@ -18,6 +18,7 @@ from collections.abc import Callable
 from bench.common import REPO, say
 from bench.report import ScenarioReport, write_summary
 from bench.scenario import Options
+from bench.wrk import wrk_available
 
 SCENARIOS: dict[str, str] = {
     "s1": "bench.scenarios.s1_checks",
@@ -92,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         say("Kafka and Cassandra are not both ready: run `make servers` (or `make run`) first")
         return 2
     say(f"mode {options.mode}, API workers {options.workers}, scenarios {', '.join(chosen)}")
+    if not wrk_available():
+        say(
+            "wrk not found: closed loops use the Python generator, which needs more CPU per "
+            "request than the API and so understates it (Debian: apt-get install wrk)"
+        )
     failed: list[str] = []
     for key in chosen:
         started = time.monotonic()
