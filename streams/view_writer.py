@@ -183,7 +183,19 @@ class ViewWriter:
         writes: list[Write] = []
         for tenant, _, effects in batches:
             writes.extend(self._effect_writes(tenant, effects, now_us))
+        months = {
+            (tenant, month_of(recorded.recorded_at))
+            for tenant, _, effects in batches
+            for recorded in effects.applied
+        } - self._months_written
+        writes.extend(
+            (("m", tenant, "*"), self._month, (tenant, "*", month, 1)) for tenant, month in months
+        )
         await self._flush(writes)
+        # Remembered only once written: a failed flush is retried with its months rows.
+        if len(self._months_written) + len(months) > 100_000:
+            self._months_written.clear()
+        self._months_written |= months
         states = []
         for tenant, partition, effects in batches:
             last = effects.last_offset()
@@ -285,11 +297,6 @@ class ViewWriter:
             )
             for subject in audit_subjects(recorded)
         )
-        if (tenant, month) not in self._months_written:
-            self._months_written.add((tenant, month))
-            if len(self._months_written) > 100_000:
-                self._months_written.clear()
-            writes.append((("m", tenant, "*"), self._month, (tenant, "*", month, 1)))
         return writes
 
     async def _write_state(

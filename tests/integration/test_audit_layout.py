@@ -1,7 +1,6 @@
-"""A generation written with the audit layout before ADR 0008 keeps its audit history.
-
-Bootstrap moves the old per-subject index into audit_by_month and drops the old table; the
-reader then finds every entry it found before, on the real Cassandra.
+"""The audit index on the real Cassandra: a generation written with the layout before ADR 0008
+keeps its history (bootstrap moves it into audit_by_month), and a month's row is never lost to
+a failed write.
 """
 
 from __future__ import annotations
@@ -9,11 +8,16 @@ from __future__ import annotations
 import asyncio
 import random
 
+import orjson
 import pytest
 
 from adapters.cassandra import connect, ensure_generation, migrate_audit_layout
+from permcore.projector import RecordedEvent, project_batch
+from permcore.state import TenantState
+from schemas.events import parse_event
 from services.api.reader import ViewReader
 from services.ops import GENERATION_TABLES
+from streams.view_writer import ViewWriter, Write
 from tests.integration.test_crash_restart import settings_of
 from tests.support.stack import StackEnvironment
 
@@ -78,6 +82,59 @@ def test_old_audit_index_is_moved_and_still_answers(test_env: StackEnvironment) 
         assert offsets(["r:doc:a/b"]) == [1]
         assert offsets(["p:user:alice", "r:doc:a/b"]) == [1, 2, 3]
         assert offsets(["p:user:carol"]) == []
+    finally:
+        for table in GENERATION_TABLES:
+            session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
+        cluster.shutdown()
+
+
+def test_a_month_is_recorded_even_when_its_first_flush_fails(test_env: StackEnvironment) -> None:
+    """A flush that fails is retried with its months row, so the month stays readable."""
+    settings = settings_of(test_env.env)
+    keyspace = settings.cassandra_keyspace
+    generation = random.randint(10_000, 99_999)
+    tenant = f"m{generation}"
+    cluster, session = connect(settings, "admin", request_timeout=60)
+    try:
+        ensure_generation(session, settings, generation)
+        writer = ViewWriter(session, keyspace, generation, concurrency=4)
+        grant = parse_event(
+            orjson.dumps(
+                {
+                    "event_id": "g1",
+                    "tenant": tenant,
+                    "type": "grant",
+                    "actor": "user:admin",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "principal": "user:alice",
+                    "resource": "doc:a",
+                    "permission": "read",
+                }
+            )
+        )
+        recorded_at = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z, month 202601
+        effects = project_batch(TenantState(), [RecordedEvent(grant, 7, recorded_at)], ())
+        real_flush = writer._flush
+        calls = 0
+
+        async def flush_failing_once(writes: list[Write]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError("store unreachable")
+            await real_flush(writes)
+
+        writer._flush = flush_failing_once  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            asyncio.run(writer.write_all([(tenant, 0, effects)]))
+        asyncio.run(writer.write_all([(tenant, 0, effects)]))
+
+        reader = ViewReader(session, keyspace, generation)
+        assert asyncio.run(reader.months(tenant)) == [202601]
+        rows = asyncio.run(
+            reader.audit_page(tenant, ["p:user:alice"], (-1, -1), 2**62, 10, [202601])
+        )
+        assert [row.offset for row in rows] == [7]
     finally:
         for table in GENERATION_TABLES:
             session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
