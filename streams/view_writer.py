@@ -183,10 +183,9 @@ class ViewWriter:
         writes: list[Write] = []
         for tenant, _, effects in batches:
             writes.extend(self._effect_writes(tenant, effects, now_us))
+        # The months the batch's log rows land in (their first two parameters).
         months = {
-            (tenant, month_of(recorded.recorded_at))
-            for tenant, _, effects in batches
-            for recorded in effects.applied
+            (params[0], params[1]) for _, statement, params in writes if statement is self._log
         } - self._months_written
         writes.extend(
             (("m", tenant, "*"), self._month, (tenant, "*", month, 1)) for tenant, month in months

@@ -16,7 +16,7 @@ from permcore.projector import RecordedEvent, project_batch
 from permcore.state import TenantState
 from schemas.events import parse_event
 from services.api.reader import ViewReader
-from services.ops import GENERATION_TABLES
+from services.ops import drop_generation
 from streams.view_writer import ViewWriter, Write
 from tests.integration.test_crash_restart import settings_of
 from tests.support.stack import StackEnvironment
@@ -83,8 +83,7 @@ def test_old_audit_index_is_moved_and_still_answers(test_env: StackEnvironment) 
         assert offsets(["p:user:alice", "r:doc:a/b"]) == [1, 2, 3]
         assert offsets(["p:user:carol"]) == []
     finally:
-        for table in GENERATION_TABLES:
-            session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
+        drop_generation(session, keyspace, generation)
         cluster.shutdown()
 
 
@@ -136,6 +135,5 @@ def test_a_month_is_recorded_even_when_its_first_flush_fails(test_env: StackEnvi
         )
         assert [row.offset for row in rows] == [7]
     finally:
-        for table in GENERATION_TABLES:
-            session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
+        drop_generation(session, keyspace, generation)
         cluster.shutdown()
