@@ -11,11 +11,11 @@ import structlog
 from prometheus_client import start_http_server
 
 from adapters.cassandra import active_generation, connect, execute
+from adapters.cassandra_layout.writer import ViewWriter
 from adapters.logging import configure_logging
 from adapters.settings import Settings
 from streams.app import build_app
 from streams.processor import BatchProcessor, DeadLetterSink
-from streams.view_writer import ViewWriter
 
 log = structlog.get_logger("permstore.processor")
 

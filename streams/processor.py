@@ -14,11 +14,11 @@ import structlog
 from cachetools import LRUCache
 from pydantic import ValidationError
 
+from adapters.cassandra_layout.writer import ViewWriter
 from permcore.projector import BatchEffects, RecordedEvent, project_batch
 from permcore.state import TenantState
 from schemas.events import Event, parse_event
 from streams import metrics
-from streams.view_writer import ViewWriter
 
 log = structlog.get_logger("permstore.processor")
 

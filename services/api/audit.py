@@ -6,9 +6,9 @@ import zlib
 
 import orjson
 
+from adapters.cassandra_layout.reader import ViewReader
 from permcore.replay import fold_fields, load_snapshot, month_of
 from permcore.state import TenantState
-from services.api.reader import ViewReader
 
 REPLAY_PAGE = 5000
 

@@ -9,11 +9,11 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 
+from adapters.cassandra_layout.reader import ViewReader
 from adapters.settings import Settings
 from services.api.errors import ApiError
 from services.api.middleware import RateLimiter
 from services.api.publisher import EventPublisher
-from services.api.reader import ViewReader
 from services.auth import AuthenticationError, Authenticator, Caller, Scope
 
 log = structlog.get_logger("permstore.api")

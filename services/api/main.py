@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.cassandra import active_generation, connect, execute
+from adapters.cassandra_layout.reader import ViewReader
 from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
@@ -36,7 +37,6 @@ from services.api.middleware import (
     SecurityHeadersMiddleware,
 )
 from services.api.publisher import EventPublisher
-from services.api.reader import ViewReader
 from services.api.routes import router
 from services.auth_settings import AuthSettings, build_authenticator
 

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from adapters.cassandra_layout.reader import ViewReader
 from permcore.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
 from permcore.decisions import (
     Reason,
@@ -64,7 +65,6 @@ from services.api.models import (
     ReasonModel,
     TenantFreshness,
 )
-from services.api.reader import ViewReader
 from services.auth import Caller
 
 router = APIRouter(prefix="/v1")

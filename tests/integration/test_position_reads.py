@@ -17,7 +17,7 @@ import pytest
 from cassandra.cluster import ResponseFuture, Session
 
 from adapters.cassandra import active_generation, connect
-from services.api.reader import POSITION_CACHE_SECONDS, ViewReader
+from adapters.cassandra_layout.reader import POSITION_CACHE_SECONDS, ViewReader
 from tests.integration.test_crash_restart import settings_of
 from tests.integration.test_faults import seed
 from tests.support.stack import StackEnvironment

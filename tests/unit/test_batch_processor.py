@@ -16,10 +16,10 @@ from typing import Any, cast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.cassandra_layout.writer import ViewWriter
 from permcore.projector import BatchEffects
 from permcore.state import TenantState
 from streams.processor import BatchProcessor, DeadLetter, RawRecord, handle_with_retry
-from streams.view_writer import ViewWriter
 from tests.projection_sim import SimulatedViews, project_all, recorded
 from tests.strategies import histories, recorded_times
 

@@ -9,9 +9,9 @@ from cassandra.util import OrderedMapSerializedKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.cassandra_layout.reader import PositionedCache, Rows, compact_rows
 from permcore.consistency import LogPoint
 from permcore.decisions import decide_from_rows
-from services.api.reader import PositionedCache, Rows, compact_rows
 
 
 def test_entry_is_served_only_at_the_position_it_was_read() -> None:
