@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from adapters.cassandra import (
-    active_generation,
-    connect,
+from adapters.cassandra import connect
+from adapters.cassandra_layout.catalogue import active_generation, create_active, generation_ids
+from adapters.cassandra_layout.schema import (
     ensure_generation,
     grant_least_privilege,
     migrate,
@@ -32,15 +32,10 @@ def bootstrap(settings: Settings) -> None:
         ks = settings.cassandra_keyspace
         if active_generation(session, ks) is None:
             ensure_generation(session, settings, 1)
-            session.execute(
-                f"INSERT INTO {ks}.generations (id, state, created_at, switched_at) "
-                "VALUES (1, 'active', toTimestamp(now()), toTimestamp(now()))"
-            )
-            session.execute(f"INSERT INTO {ks}.active_generation (singleton, id) VALUES (0, 1)")
+            create_active(session, ks, 1)
             print("cassandra: generation 1 created and active")
         else:
-            for row in session.execute(f"SELECT id FROM {ks}.generations"):
-                generation = int(row[0])
+            for generation in generation_ids(session, ks):
                 ensure_generation(session, settings, generation)
                 moved = migrate_audit_layout(session, ks, generation)
                 if moved is not None:

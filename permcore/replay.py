@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -70,9 +70,3 @@ def load_snapshot(blob: bytes) -> TenantState:
     for role, actions in body["roles"].items():
         state.roles[role] = frozenset(actions)
     return state
-
-
-def month_of(recorded_at_us: int) -> int:
-    """The yyyymm bucket of a recorded time (epoch microseconds)."""
-    moment = datetime.fromtimestamp(recorded_at_us / 1_000_000, UTC)
-    return moment.year * 100 + moment.month

@@ -17,38 +17,16 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from adapters.cassandra import active_generation, connect, ensure_generation, execute
+from adapters.cassandra import connect
+from adapters.cassandra_layout import catalogue
+from adapters.cassandra_layout.inspection import applied_offsets, permission_rows
+from adapters.cassandra_layout.schema import drop_keyspace, ensure_generation, ping
 from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
 from adapters.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-LOGS = REPO / ".local" / "logs"
-GENERATION_TABLES = (
-    "permissions_by_principal",
-    "principals_by_pattern",
-    "projector_state",
-    "event_log",
-    "audit_by_month",
-    "audit_index",  # the audit layout before ADR 0008, in generations not yet migrated
-    "months",
-    "snapshot_index",
-    "snapshot_chunks",
-    "group_paths",
-)
-
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class GenerationInfo:
-    """One generation of views."""
-
-    id: int
-    state: str
-    created_at: Any
-    switched_at: Any
-    active: bool
 
 
 @dataclass
@@ -64,35 +42,13 @@ class RebuildResult:
     switched: bool = False
 
 
-def list_generations(session: Session, keyspace: str) -> list[GenerationInfo]:
-    """Every generation with its state; the active one flagged."""
-    active = active_generation(session, keyspace)
-    rows = session.execute(f"SELECT id, state, created_at, switched_at FROM {keyspace}.generations")
-    return sorted(
-        (GenerationInfo(int(r[0]), r[1], r[2], r[3], int(r[0]) == active) for r in rows),
-        key=lambda g: g.id,
-    )
-
-
-def drop_generation(session: Session, keyspace: str, generation: int) -> None:
-    """Drop an inactive generation's tables; refuses the active one."""
-    if active_generation(session, keyspace) == generation:
-        raise ValueError(f"generation {generation} is active; switch before dropping it")
-    for table in GENERATION_TABLES:
-        session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}_g{generation}")
-    session.execute(f"DELETE FROM {keyspace}.generations WHERE id = %s", (generation,))
-
-
 def live_digest(session: Session, keyspace: str, generation: int) -> dict[str, str]:
     """Per tenant, a digest of every live permission source of a generation."""
     now = time.time_ns() // 1000
     per_tenant: dict[str, list[str]] = defaultdict(list)
-    statement = session.prepare(
-        "SELECT tenant, principal, pattern, action, sources "
-        f"FROM {keyspace}.permissions_by_principal_g{generation}"
-    )
-    statement.fetch_size = 5000
-    for tenant, principal, pattern, action, sources in session.execute(statement):
+    for tenant, principal, pattern, action, sources in permission_rows(
+        session, keyspace, generation
+    ):
         for source, expires in sorted((sources or {}).items()):
             # Sources expiring soon may be expired in one generation and not the other.
             if expires == 0 or expires > now + 60_000_000:
@@ -101,14 +57,6 @@ def live_digest(session: Session, keyspace: str, generation: int) -> dict[str, s
         tenant: hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
         for tenant, lines in per_tenant.items()
     }
-
-
-def applied_offsets(session: Session, keyspace: str, generation: int) -> dict[str, int]:
-    """The applied offset of every tenant in a generation."""
-    rows = session.execute(
-        f"SELECT DISTINCT tenant, applied_offset FROM {keyspace}.projector_state_g{generation}"
-    )
-    return {r[0]: int(r[1]) for r in rows if r[1] is not None}
 
 
 def compare_generations(
@@ -177,14 +125,10 @@ def rebuild(
     process: subprocess.Popen[bytes] | None = None
     try:
         keyspace = settings.cassandra_keyspace
-        old = active_generation(session, keyspace) or 1
-        new = max(g.id for g in list_generations(session, keyspace)) + 1
+        old = catalogue.active_generation(session, keyspace) or 1
+        new = max(catalogue.generation_ids(session, keyspace)) + 1
         ensure_generation(session, settings, new)
-        session.execute(
-            f"INSERT INTO {keyspace}.generations (id, state, created_at) "
-            "VALUES (%s, 'building', toTimestamp(now()))",
-            (new,),
-        )
+        catalogue.create_building(session, keyspace, new)
         log(f"building generation {new} (generation {old} keeps serving)")
         env = {
             **os.environ,
@@ -192,8 +136,8 @@ def rebuild(
             "PERMSTORE_GENERATION": str(new),
             "PERMSTORE_PROCESSOR_METRICS_PORT": "0",
         }
-        LOGS.mkdir(parents=True, exist_ok=True)
-        log_path = LOGS / f"rebuild-{keyspace}-g{new}.log"
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = settings.logs_dir / f"rebuild-{keyspace}-g{new}.log"
         with log_path.open("ab") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", "streams.main"],
@@ -209,14 +153,12 @@ def rebuild(
         compared, skipped, bad = compare_generations(session, keyspace, old, new)
         result.tenants_compared, result.tenants_skipped, result.mismatches = compared, skipped, bad
         if bad:
-            session.execute(
-                f"UPDATE {keyspace}.generations SET state = 'failed' WHERE id = %s", (new,)
-            )
+            catalogue.set_state(session, keyspace, new, "failed")
             log(f"verification failed for {len(bad)} tenants; generation {old} stays active")
             return result
-        session.execute(f"UPDATE {keyspace}.generations SET state = 'ready' WHERE id = %s", (new,))
+        catalogue.set_state(session, keyspace, new, "ready")
         if switch:
-            _switch(session, keyspace, old, new)
+            catalogue.activate(session, keyspace, old, new)
             result.switched = True
             log(f"switched readers to generation {new}")
             _hand_over(settings, new, handover_seconds, log)
@@ -229,18 +171,6 @@ def rebuild(
             except subprocess.TimeoutExpired:
                 process.kill()
         cluster.shutdown()
-
-
-def _switch(session: Session, keyspace: str, old: int, new: int) -> None:
-    session.execute(
-        f"INSERT INTO {keyspace}.active_generation (singleton, id) VALUES (0, %s)", (new,)
-    )
-    session.execute(
-        f"UPDATE {keyspace}.generations SET state = 'active', switched_at = toTimestamp(now()) "
-        "WHERE id = %s",
-        (new,),
-    )
-    session.execute(f"UPDATE {keyspace}.generations SET state = 'retired' WHERE id = %s", (old,))
 
 
 def _hand_over(
@@ -267,8 +197,8 @@ async def status(settings: Settings) -> dict[str, Any]:
     try:
         cluster, session = await asyncio.to_thread(connect, settings, "admin", request_timeout=5.0)
         try:
-            await execute(session, "SELECT release_version FROM system.local")
-            generation = active_generation(session, settings.cassandra_keyspace)
+            await ping(session)
+            generation = catalogue.active_generation(session, settings.cassandra_keyspace)
             report["cassandra"] = "ok"
         finally:
             cluster.shutdown()
@@ -319,7 +249,7 @@ def drop_data(settings: Settings) -> None:
     asyncio.run(drop_topics())
     cluster, session = connect(settings, "admin", request_timeout=120)
     try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}")
+        drop_keyspace(session, settings.cassandra_keyspace)
     finally:
         cluster.shutdown()
 

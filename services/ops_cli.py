@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from adapters.cassandra import connect
+from adapters.cassandra_layout import catalogue
 from adapters.settings import Settings
 from services import ops
 
@@ -60,7 +61,7 @@ def generations(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     settings = Settings()
     cluster, session = connect(settings, "admin")
     try:
-        rows = ops.list_generations(session, settings.cassandra_keyspace)
+        rows = catalogue.list_generations(session, settings.cassandra_keyspace)
     finally:
         cluster.shutdown()
     if as_json:
@@ -91,7 +92,7 @@ def drop(generation: int) -> None:
     settings = Settings()
     cluster, session = connect(settings, "admin")
     try:
-        ops.drop_generation(session, settings.cassandra_keyspace, generation)
+        catalogue.drop_generation(session, settings.cassandra_keyspace, generation)
     except ValueError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from exc

@@ -10,7 +10,8 @@ import faust
 import structlog
 from prometheus_client import start_http_server
 
-from adapters.cassandra import active_generation, connect, execute
+from adapters.cassandra import connect
+from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
 from adapters.cassandra_layout.writer import ViewWriter
 from adapters.logging import configure_logging
 from adapters.settings import Settings
@@ -32,8 +33,8 @@ def main() -> None:
     configure_logging()
     settings = Settings()
     cluster, session = connect(settings, "processor", request_timeout=10.0)
-    pinned = os.environ.get("PERMSTORE_GENERATION")
-    generation = int(pinned or active_generation(session, settings.cassandra_keyspace) or 1)
+    pinned = settings.generation
+    generation = pinned or active_generation(session, settings.cassandra_keyspace) or 1
     writer = ViewWriter(
         session, settings.cassandra_keyspace, generation, settings.processor_write_concurrency
     )
@@ -43,24 +44,21 @@ def main() -> None:
 
     app = build_app(settings, settings.group_for(generation), make_processor)
     if not pinned:
-        query = (
-            f"SELECT id FROM {settings.cassandra_keyspace}.active_generation WHERE singleton = 0"
-        )
 
         async def follow_active_generation() -> None:
             """Stop (gracefully) when readers have switched to another generation."""
             try:
-                rows = list(await execute(session, query))
+                active = await read_active_generation(session, settings.cassandra_keyspace)
             except Exception as exc:
                 # A timer that raises crashes the faust app; an unreachable store is not fatal.
                 log.warning("generation.poll_failed", error=type(exc).__name__)
                 return
-            if rows and rows[0][0] is not None and int(rows[0][0]) != generation:
-                log.info("generation.switched", old=generation, new=int(rows[0][0]))
+            if active is not None and active != generation:
+                log.info("generation.switched", old=generation, new=active)
                 os.kill(os.getpid(), signal.SIGTERM)
 
         app.timer(interval=GENERATION_POLL_SECONDS)(follow_active_generation)
-    metrics_port = int(os.environ.get("PERMSTORE_PROCESSOR_METRICS_PORT", "9108"))
+    metrics_port = settings.processor_metrics_port
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     log.info("processor.start", generation=generation, pinned=bool(pinned), port=metrics_port)

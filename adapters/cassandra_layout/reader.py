@@ -7,7 +7,7 @@ import heapq
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from async_lru import alru_cache
 from cachetools import LRUCache
@@ -16,6 +16,9 @@ from cassandra.concurrent import execute_concurrent_with_args
 from prometheus_client import Counter
 
 from adapters.cassandra import execute
+from adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
+from adapters.cassandra_layout.schema import ping
+from adapters.cassandra_layout.tables import table
 from permcore.consistency import START, LogPoint
 from permcore.identifiers import patterns_matching
 
@@ -25,12 +28,6 @@ CACHE_LOOKUPS = Counter(
     "permstore_view_cache_lookups_total", "Position-checked view cache lookups", ["kind", "result"]
 )
 
-Rows = tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
-"""(pattern, (source, expiry) pairs) rows of one check.
-
-Nested tuples of strings and ints only: CPython stops tracking such tuples in its cycle
-collector, so tens of thousands of cached rows add nothing to a full collection's pause.
-"""
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -78,11 +75,6 @@ class AuditRow:
     event: str
 
 
-def compact_rows(result: Iterable[Sequence[Any]]) -> Rows:
-    """A check read's (pattern, sources map) rows as nested tuples."""
-    return tuple((row[0], tuple(row[1].items()) if row[1] else ()) for row in result)
-
-
 class ViewReader:
     """Reads one generation of views; never writes (its Cassandra role cannot)."""
 
@@ -103,7 +95,7 @@ class ViewReader:
         self._shared_position = alru_cache(maxsize=100_000, ttl=POSITION_CACHE_SECONDS)(
             self._read_point
         )
-        g = f"{keyspace}.%s_g{generation}"
+        g = table(keyspace, "%s", generation)
         prep = session.prepare
         self._check = prep(
             f"SELECT pattern, sources FROM {g % 'permissions_by_principal'} "
@@ -300,7 +292,7 @@ class ViewReader:
 
     async def months(self, tenant: str) -> list[int]:
         """Months that hold any of the tenant's events."""
-        rows = await execute(self._session, self._months, (tenant, "*"))
+        rows = await execute(self._session, self._months, (tenant, ALL_EVENTS_SUBJECT))
         return sorted(int(r[0]) for r in rows)
 
     async def audit_page(
@@ -358,4 +350,4 @@ class ViewReader:
 
     async def ping(self) -> None:
         """Raise unless Cassandra answers."""
-        await execute(self._session, "SELECT release_version FROM system.local")
+        await ping(self._session)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +16,14 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from adapters.cassandra import execute
+from adapters.cassandra_layout.encodings import (
+    ALL_EVENTS_SUBJECT,
+    audit_subjects,
+    encode_snapshot,
+    month_of,
+    write_timestamp,
+)
+from adapters.cassandra_layout.tables import table
 from permcore.projector import (
     EVENT_KIND,
     REMOVED,
@@ -28,17 +35,8 @@ from permcore.projector import (
     ViewChange,
     load_state,
 )
-from permcore.replay import dump_state, month_of
 from permcore.state import NEVER, TenantState
-from schemas.events import (
-    AddMemberEvent,
-    DefineRoleEvent,
-    DeleteRoleEvent,
-    GrantEvent,
-    RemoveMemberEvent,
-    RevokeEvent,
-    event_to_json,
-)
+from schemas.events import event_to_json
 
 MAX_TTL_SECONDS = 20 * 365 * 86_400
 SNAPSHOT_CHUNK_BYTES = 512 * 1024
@@ -49,23 +47,6 @@ Write = tuple[tuple[str, ...], PreparedStatement, tuple[Any, ...]]
 EXPIRY_GRACE_SECONDS = 60
 
 
-def audit_subjects(recorded: RecordedEvent) -> list[str]:
-    """Audit index keys an event is filed under: the principals and resources it names."""
-    match recorded.event:
-        case GrantEvent() | RevokeEvent() as e:
-            return [f"p:{e.principal}", f"r:{e.resource}"]
-        case AddMemberEvent() | RemoveMemberEvent() as e:
-            return [f"p:{e.group}", f"p:{e.member}"]
-        case DefineRoleEvent() | DeleteRoleEvent() as e:
-            return [f"role:{e.role}"]
-    return []
-
-
-def write_timestamp(offset: int) -> int:
-    """Cassandra write timestamp of everything an event at this offset writes."""
-    return offset + 1
-
-
 class ViewWriter:
     """The processor's only door into Cassandra: loads state, writes views, audit and state."""
 
@@ -74,7 +55,7 @@ class ViewWriter:
         self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._months_written: set[tuple[str, int]] = set()
-        g = f"{keyspace}.%s_g{generation}"
+        g = table(keyspace, "%s", generation)
         perms, pats, state = (
             g % "permissions_by_principal",
             g % "principals_by_pattern",
@@ -188,7 +169,8 @@ class ViewWriter:
             (params[0], params[1]) for _, statement, params in writes if statement is self._log
         } - self._months_written
         writes.extend(
-            (("m", tenant, "*"), self._month, (tenant, "*", month, 1)) for tenant, month in months
+            (("m", tenant, ALL_EVENTS_SUBJECT), self._month, (tenant, ALL_EVENTS_SUBJECT, month, 1))
+            for tenant, month in months
         )
         await self._flush(writes)
         # Remembered only once written: a failed flush is retried with its months rows.
@@ -320,7 +302,7 @@ class ViewWriter:
 
         Chunks go first and the index row last, so a reader never finds a partial snapshot.
         """
-        blob = zlib.compress(dump_state(state), 6)
+        blob = encode_snapshot(state)
         chunks = [
             blob[i : i + SNAPSHOT_CHUNK_BYTES] for i in range(0, len(blob), SNAPSHOT_CHUNK_BYTES)
         ]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import zlib
-
 import orjson
 
+from adapters.cassandra_layout.encodings import decode_snapshot, month_of
 from adapters.cassandra_layout.reader import ViewReader
-from permcore.replay import fold_fields, load_snapshot, month_of
+from permcore.replay import fold_fields
 from permcore.state import TenantState
 
 REPLAY_PAGE = 5000
@@ -20,7 +19,7 @@ async def state_at(reader: ViewReader, tenant: str, at_us: int) -> tuple[TenantS
     after = (-1, -1)
     if snapshot is not None:
         recorded_at, offset, blob = snapshot
-        state = load_snapshot(zlib.decompress(blob))
+        state = decode_snapshot(blob)
         after = (recorded_at, offset)
     replayed = 0
     last_month = month_of(at_us)

@@ -21,7 +21,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.cassandra import active_generation, connect, execute
+from adapters.cassandra import connect
+from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
 from adapters.cassandra_layout.reader import ViewReader
 from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
@@ -41,8 +42,6 @@ from services.api.routes import router
 from services.auth_settings import AuthSettings, build_authenticator
 
 log = structlog.get_logger("permstore.api")
-
-GENERATION_POLL_SECONDS = float(os.environ.get("PERMSTORE_GENERATION_POLL_SECONDS", "2"))
 
 DESCRIPTION = """
 permstore answers "may this principal do this action on this resource?" from views that a
@@ -99,11 +98,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging()
     settings = Settings()
     cluster, session = await asyncio.to_thread(connect, settings, "api", request_timeout=2.0)
-    generation = int(
-        os.environ.get("PERMSTORE_GENERATION")
-        or active_generation(session, settings.cassandra_keyspace)
-        or 1
-    )
+    generation = settings.generation or active_generation(session, settings.cassandra_keyspace) or 1
 
     def make_producer() -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -148,17 +143,12 @@ async def follow_active_generation(services: Services, session: Session) -> None
     """Switch reads to a newly activated generation; requests in flight finish on the old one."""
     keyspace = services.settings.cassandra_keyspace
     while True:
-        await asyncio.sleep(GENERATION_POLL_SECONDS)
+        await asyncio.sleep(services.settings.generation_poll_seconds)
         try:
-            rows = list(
-                await execute(
-                    session, f"SELECT id FROM {keyspace}.active_generation WHERE singleton = 0"
-                )
-            )
+            active = await read_active_generation(session, keyspace)
         except Exception as exc:
             log.warning("generation.poll_failed", error=type(exc).__name__)
             continue
-        active = int(rows[0][0]) if rows and rows[0][0] is not None else None
         if active is not None and active != services.reader.generation:
             reader = await asyncio.to_thread(
                 ViewReader, session, keyspace, active, services.settings.check_cache_entries

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
+from adapters.cassandra_layout.encodings import principal_subject, resource_subject
 from adapters.cassandra_layout.reader import ViewReader
 from permcore.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
 from permcore.decisions import (
@@ -654,12 +655,12 @@ def audit_subjects(principal: str | None, resource: str | None) -> list[str]:
     subjects = []
     if principal is not None:
         require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
-        subjects.append(f"p:{principal}")
+        subjects.append(principal_subject(principal))
     if resource is not None:
         require_valid(
             "resource", resource, is_pattern(resource), "resource must be a resource or pattern"
         )
-        subjects.append(f"r:{resource}")
+        subjects.append(resource_subject(resource))
     return subjects
 
 

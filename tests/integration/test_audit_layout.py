@@ -11,13 +11,14 @@ import random
 import orjson
 import pytest
 
-from adapters.cassandra import connect, ensure_generation, migrate_audit_layout
+from adapters.cassandra import connect
+from adapters.cassandra_layout.catalogue import drop_generation
 from adapters.cassandra_layout.reader import ViewReader
+from adapters.cassandra_layout.schema import ensure_generation, migrate_audit_layout
 from adapters.cassandra_layout.writer import ViewWriter, Write
 from permcore.projector import RecordedEvent, project_batch
 from permcore.state import TenantState
 from schemas.events import parse_event
-from services.ops import drop_generation
 from tests.integration.test_crash_restart import settings_of
 from tests.support.stack import StackEnvironment
 

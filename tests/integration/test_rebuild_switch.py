@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from adapters.cassandra import connect
+from adapters.cassandra_layout import catalogue
 from adapters.settings import Settings
 from services import ops
 from services.ops import wait_caught_up
@@ -132,12 +133,12 @@ def test_rebuild_switches_generations_under_load(
     assert report["generation"] == result.generation
     cluster, session = connect(settings, "admin", request_timeout=60)
     try:
-        listed = {g.id: g for g in ops.list_generations(session, settings.cassandra_keyspace)}
+        listed = {g.id: g for g in catalogue.list_generations(session, settings.cassandra_keyspace)}
         assert listed[result.generation].active and listed[before].state == "retired"
         with pytest.raises(ValueError, match="active"):
-            ops.drop_generation(session, settings.cassandra_keyspace, result.generation)
-        ops.drop_generation(session, settings.cassandra_keyspace, before)
-        remaining = {g.id for g in ops.list_generations(session, settings.cassandra_keyspace)}
+            catalogue.drop_generation(session, settings.cassandra_keyspace, result.generation)
+        catalogue.drop_generation(session, settings.cassandra_keyspace, before)
+        remaining = {g.id for g in catalogue.list_generations(session, settings.cassandra_keyspace)}
         assert before not in remaining
     finally:
         cluster.shutdown()

@@ -9,7 +9,8 @@ from cassandra.util import OrderedMapSerializedKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.reader import PositionedCache, Rows, compact_rows
+from adapters.cassandra_layout.encodings import Rows, compact_rows
+from adapters.cassandra_layout.reader import PositionedCache
 from permcore.consistency import LogPoint
 from permcore.decisions import decide_from_rows
 
