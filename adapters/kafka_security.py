@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import faust
@@ -27,7 +26,7 @@ def kafka_secret(settings: Settings, role: str) -> tuple[str, str] | None:
     if settings.kafka_password is not None:
         return username, settings.kafka_password.get_secret_value()
     if settings.kafka_password_file is None:
-        from_env = os.environ.get(f"PERMSTORE_KAFKA_{role.upper()}_PASSWORD", "").strip()
+        from_env = settings.kafka_role_password(role)
         if from_env:
             return username, from_env
     path = settings.kafka_password_file or settings.secrets_dir / f"kafka_{role}.password"

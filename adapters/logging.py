@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import structlog
 from asgi_correlation_id.context import correlation_id
 from structlog.typing import EventDict, WrappedLogger
+
+from adapters.settings import LoggingSettings
 
 
 def add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -21,7 +22,7 @@ def add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 def configure_logging(level: str | None = None) -> None:
     """Send structlog and stdlib logs as JSON lines to stderr."""
-    chosen = (level or os.environ.get("PERMSTORE_LOG_LEVEL", "INFO")).upper()
+    chosen = (level or LoggingSettings().log_level or "INFO").upper()
     logging.basicConfig(stream=sys.stderr, level=chosen, format="%(message)s")
     logging.getLogger("cassandra").setLevel(logging.WARNING)
     structlog.configure(

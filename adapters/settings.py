@@ -9,7 +9,28 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOCAL_SECRETS = REPO_ROOT / ".local" / "secrets"
+# The one place the working folder of local servers, secrets, keys and logs is derived.
+LOCAL_DIR = REPO_ROOT / ".local"
+LOCAL_SECRETS = LOCAL_DIR / "secrets"
+
+
+SECRET_FIELDS = frozenset(
+    {
+        "cassandra_password",
+        "kafka_password",
+        "kafka_admin_password",
+        "kafka_processor_password",
+        "kafka_api_password",
+    }
+)
+
+
+class LoggingSettings(BaseSettings):
+    """The log level alone, read by every process before (or without) its other settings."""
+
+    model_config = SettingsConfigDict(env_prefix="PERMSTORE_", extra="ignore")
+
+    log_level: str | None = None
 
 
 class Settings(BaseSettings):
@@ -27,6 +48,10 @@ class Settings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
     kafka_password_file: Path | None = None
+    # One password per login, for hosts that hold several (PERMSTORE_KAFKA_<ROLE>_PASSWORD).
+    kafka_admin_password: SecretStr | None = None
+    kafka_processor_password: SecretStr | None = None
+    kafka_api_password: SecretStr | None = None
 
     cassandra_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     cassandra_port: int = 9042
@@ -52,7 +77,15 @@ class Settings(BaseSettings):
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
     # Where deploy/localstack.py keeps its generated passwords (`<local_dir>/secrets`).
-    local_dir: Path = REPO_ROOT / ".local"
+    local_dir: Path = LOCAL_DIR
+    # A generation to serve or write instead of the active one (a rebuild's processor).
+    generation: int | None = Field(default=None, ge=1)
+    # How often API workers look for a newly activated generation.
+    generation_poll_seconds: float = Field(default=2.0, gt=0)
+    # The processor's Prometheus port on 127.0.0.1 (0: none).
+    processor_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # faust's local tables and offsets (default `<local_dir>/faust`).
+    faust_datadir: Path | None = None
 
     @field_validator("cassandra_hosts", mode="before")
     @classmethod
@@ -65,7 +98,7 @@ class Settings(BaseSettings):
         """These settings as PERMSTORE_* variables for a child process (secrets excluded)."""
         env = {}
         for name, value in self.model_dump(exclude_none=True).items():
-            if name in ("cassandra_password", "kafka_password"):
+            if name in SECRET_FIELDS:
                 continue
             text = ",".join(value) if isinstance(value, list) else str(value)
             env[f"PERMSTORE_{name.upper()}"] = text
@@ -79,6 +112,22 @@ class Settings(BaseSettings):
     def secrets_dir(self) -> Path:
         """The folder of the local password files (one per login, mode 0600)."""
         return self.local_dir / "secrets"
+
+    @property
+    def faust_dir(self) -> Path:
+        """Where faust keeps its local data."""
+        return self.faust_datadir or self.local_dir / "faust"
+
+    @property
+    def logs_dir(self) -> Path:
+        """The folder of process logs (rebuild processors, tests, benchmarks)."""
+        return self.local_dir / "logs"
+
+    def kafka_role_password(self, role: str) -> str | None:
+        """The password PERMSTORE_KAFKA_<ROLE>_PASSWORD gives a Kafka login, if any."""
+        secret: SecretStr | None = getattr(self, f"kafka_{role}_password", None)
+        text = secret.get_secret_value().strip() if secret is not None else ""
+        return text or None
 
     def cassandra_secret(self, role: str) -> tuple[str, str] | None:
         """(username, password) for a Cassandra role: explicit settings, else the local file."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from adapters.settings import LOCAL_DIR
 from services.auth import (
     DEV_PUBLIC_KEY_FILE,
     ApiKeyStore,
@@ -35,12 +35,14 @@ class AuthSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PERMSTORE_AUTH_", extra="ignore")
 
-    keys_dir: Path = Path(".local/keys")
+    keys_dir: Path = LOCAL_DIR / "keys"
     # NoDecode: accept the friendlier "a.pem,b.pem" in the environment as well as a JSON list.
     public_key_files: Annotated[list[Path], NoDecode] = []
     private_key_file: Path | None = None
     api_keys_file: Path | None = None
     dev_mode: bool = True
+    # The deployment's name (PERMSTORE_ENV); "production" refuses dev mode.
+    deployment: str = Field(default="", validation_alias="PERMSTORE_ENV")
 
     @field_validator("public_key_files", mode="before")
     @classmethod
@@ -55,7 +57,7 @@ class AuthSettings(BaseSettings):
     @model_validator(mode="after")
     def _no_dev_mode_in_production(self) -> AuthSettings:
         # Dev mode mints keys on the fly; a production service must only trust provisioned keys.
-        if self.dev_mode and os.environ.get("PERMSTORE_ENV", "").strip().lower() == "production":
+        if self.dev_mode and self.deployment.strip().lower() == "production":
             raise ValueError("PERMSTORE_AUTH_DEV_MODE must be false when PERMSTORE_ENV=production")
         return self
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import jwt
 import structlog
 import typer
 
+from adapters.settings import LoggingSettings
 from permcore.identifiers import is_principal
 from services.client import Page, PermstoreClient, PermstoreError
 
@@ -308,7 +308,7 @@ class _CurrentStderr:
 
 def configure_cli_logging() -> None:
     """Keep stdout for results: structlog and stdlib logging write to stderr only."""
-    level = os.environ.get("PERMSTORE_LOG_LEVEL", "WARNING").upper()
+    level = (LoggingSettings().log_level or "WARNING").upper()
     numeric = logging.getLevelName(level)
     if not isinstance(numeric, int):
         numeric = logging.WARNING

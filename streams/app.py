@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -25,10 +24,6 @@ from streams.processor import (
 log = structlog.get_logger("permstore.processor")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-FAUST_DATA = Path(
-    os.environ.get("PERMSTORE_FAUST_DATADIR")
-    or Path(__file__).resolve().parent.parent / ".local" / "faust"
-)
 EXIT_ABANDONED = 75
 
 
@@ -49,7 +44,7 @@ def build_app(
     make_processor: Callable[[DeadLetterSink], BatchProcessor],
 ) -> faust.App:
     """Create the faust app (consumer group `group`) with its agent and the processor it feeds."""
-    FAUST_DATA.mkdir(parents=True, exist_ok=True)
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         group,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -66,7 +61,7 @@ def build_app(
         stream_wait_empty=True,
         autodiscover=False,
         # faust keeps a per-app folder even without tables; keep it out of the work tree root.
-        datadir=str(FAUST_DATA / group),
+        datadir=str(settings.faust_dir / group),
     )
     events_topic = app.topic(
         settings.events_topic,
