@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import LOCAL_DIR
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-LOGS = REPO / ".local" / "logs" / "bench"
+LOGS = LOCAL_DIR / "logs" / "bench"
 
 JsonDict = dict[str, Any]
 

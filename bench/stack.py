@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,17 +18,20 @@ from typing import Any
 
 import httpx
 
-from adapters.settings import Settings
+from adapters.settings import LOCAL_DIR, Settings
 from bench.common import LOGS, REPO, Deadline, JsonDict, say
+from deploy.harness import (
+    DEFAULT_KAFKA_BOOTSTRAP,
+    ManagedProcess,
+    api_command,
+    bootstrap_command,
+    free_port,
+    namespace_env,
+    namespace_settings,
+    processor_command,
+)
 
-FAUST_DATA = REPO / ".local" / "faust"
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+FAUST_DATA = Settings().faust_dir
 
 
 @dataclass
@@ -48,13 +48,10 @@ class Namespace:
         # faust makes its per-app folder without parents: the folder must exist.
         FAUST_DATA.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        env.update(namespace_env(name))
         env.update(
             {
-                "PERMSTORE_EVENTS_TOPIC": f"permstore.{name}.events",
-                "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
-                "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
-                "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
-                "PERMSTORE_AUTH_KEYS_DIR": str(REPO / ".local" / "keys"),
+                "PERMSTORE_AUTH_KEYS_DIR": str(LOCAL_DIR / "keys"),
                 "PERMSTORE_FAUST_DATADIR": str(FAUST_DATA),
                 "PERMSTORE_LOG_LEVEL": "WARNING",
                 "PYTHONPATH": os.pathsep.join(
@@ -66,20 +63,12 @@ class Namespace:
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings as this namespace's processes see them."""
-        values: dict[str, Any] = {
-            "kafka_bootstrap": self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-            "events_topic": self.env["PERMSTORE_EVENTS_TOPIC"],
-            "dlq_topic": self.env["PERMSTORE_DLQ_TOPIC"],
-            "cassandra_keyspace": self.env["PERMSTORE_CASSANDRA_KEYSPACE"],
-            "processor_group": self.env["PERMSTORE_PROCESSOR_GROUP"],
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return namespace_settings(self.env, **overrides)
 
     @property
     def bootstrap_servers(self) -> str:
         """Kafka bootstrap servers."""
-        return self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        return self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
 
     @property
     def topic(self) -> str:
@@ -90,7 +79,7 @@ class Namespace:
         """Create the topics, keyspace, migrations and generation 1 (idempotent)."""
         started = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "adapters.bootstrap"],
+            bootstrap_command(),
             check=True,
             cwd=REPO,
             env=self.env,
@@ -114,50 +103,11 @@ def drop_namespace(settings: Settings) -> None:
         say(f"could not drop namespace {settings.cassandra_keyspace}: {exc!r}")
 
 
-class BenchProcess:
+class BenchProcess(ManagedProcess):
     """One of our processes, run from the repository root with its log in .local/logs/bench."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.command = command
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        LOGS.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOGS / f"{name}.log"
-
-    def start(self) -> None:
-        """Start the process, appending to its log."""
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    @property
-    def pid(self) -> int:
-        """The process id (the process must have been started)."""
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        """True while running."""
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM and wait; SIGKILL past the bound."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of its log, for error messages."""
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(name, command, env, LOGS / f"{name}.log")
 
 
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
@@ -170,7 +120,7 @@ class Processor(BenchProcess):
         self.metrics_port = free_port()
         env = dict(namespace.env, PERMSTORE_PROCESSOR_METRICS_PORT=str(self.metrics_port))
         env.update(env_overrides)
-        super().__init__(name, [sys.executable, "-m", "streams.main"], env)
+        super().__init__(name, processor_command(), env)
 
     def metrics(self) -> dict[str, float]:
         """Current metric values by name (labelled series keep their labels)."""
@@ -215,21 +165,7 @@ class Api(BenchProcess):
     def __init__(self, namespace: Namespace, workers: int, name: str = "api") -> None:
         self.port = free_port()
         self.workers = workers
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "services.api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        command = api_command(self.port, workers, log_level="warning")
         super().__init__(name, command, namespace.env)
 
     @property
@@ -351,7 +287,7 @@ def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
     """A signed token the bench API accepts (dev key in .local/keys)."""
     from services.auth_settings import AuthSettings, build_issuer
 
-    settings = AuthSettings(keys_dir=REPO / ".local" / "keys")
+    settings = AuthSettings(keys_dir=LOCAL_DIR / "keys")
     return build_issuer(settings).issue(
         f"service:bench-{os.getpid()}", tenant, scopes, timedelta(hours=2)
     )

@@ -6,13 +6,28 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.settings import REPO_ROOT
+from deploy.harness import api_command, bootstrap_command, processor_command
+
+REPO = REPO_ROOT
 RESTART_DELAY_SECONDS = 2.0
+
+
+class RunSettings(BaseSettings):
+    """Where `make run` serves the API (environment prefix PERMSTORE_API_)."""
+
+    model_config = SettingsConfigDict(env_prefix="PERMSTORE_API_", extra="ignore")
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    # One worker on a small machine that also runs Kafka and Cassandra (docs/performance.md);
+    # on a host of its own, one per core.
+    workers: int = Field(default=1, ge=1)
 
 
 def _say(message: str) -> None:
@@ -20,23 +35,7 @@ def _say(message: str) -> None:
 
 
 def _commands(port: int, workers: int) -> dict[str, list[str]]:
-    python = sys.executable
-    return {
-        "processor": [python, "-m", "streams.main"],
-        "api": [
-            python,
-            "-m",
-            "uvicorn",
-            "services.api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-        ],
-    }
+    return {"processor": processor_command(), "api": api_command(port, workers)}
 
 
 def _banner(port: int) -> None:
@@ -74,12 +73,10 @@ def _banner(port: int) -> None:
 
 def main() -> int:
     """Supervise the processor and API until interrupted."""
-    port = int(os.environ.get("PERMSTORE_API_PORT", "8080"))
-    # One worker on a small machine that also runs Kafka and Cassandra (docs/performance.md);
-    # on a host of its own, one per core.
-    workers = int(os.environ.get("PERMSTORE_API_WORKERS", "1"))
+    settings = RunSettings()
+    port, workers = settings.port, settings.workers
     _say("bootstrapping topics and tables")
-    subprocess.run([sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO)
+    subprocess.run(bootstrap_command(), check=True, cwd=REPO)
     commands = _commands(port, workers)
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False

@@ -8,20 +8,27 @@ Tests use their own topic, keyspace and consumer group so they never disturb `ma
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
+from adapters.settings import LOCAL_DIR, REPO_ROOT
+from deploy import harness
+from deploy.harness import (
+    api_command,
+    bootstrap_command,
+    free_port,
+    namespace_env,
+    namespace_settings,
+    processor_command,
+    wait_ready,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-LOGS = REPO / ".local" / "logs" / "tests"
+REPO = REPO_ROOT
+LOGS = LOCAL_DIR / "logs" / "tests"
+__all__ = ["REPO", "ManagedProcess", "StackEnvironment", "free_port", "wait_ready"]
 
 
 def docker_engine_answers() -> bool:
@@ -33,13 +40,6 @@ def docker_engine_answers() -> bool:
         return bool(client.ping())
     except Exception:
         return False
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -62,12 +62,9 @@ def start_servers() -> StackEnvironment:
     # One namespace per session, so concurrent sessions never share a topic or keyspace.
     suffix = os.environ.get("PERMSTORE_TEST_NAMESPACE") or f"t{os.getpid()}"
     env = dict(os.environ)
+    env.update(namespace_env(suffix))
     env.update(
         {
-            "PERMSTORE_EVENTS_TOPIC": f"permstore.{suffix}.events",
-            "PERMSTORE_DLQ_TOPIC": f"permstore.{suffix}.events.dlq",
-            "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{suffix}",
-            "PERMSTORE_PROCESSOR_GROUP": f"permstore-{suffix}-processor",
             "PERMSTORE_PROCESSOR_METRICS_PORT": "0",
             "PERMSTORE_PROCESSOR_BATCH_SECONDS": "0.02",
             "PERMSTORE_LOG_LEVEL": "INFO",
@@ -82,25 +79,15 @@ def start_servers() -> StackEnvironment:
         )
     if os.environ.get("PERMSTORE_TEST_KEEP_DATA") != "1":
         drop_test_data(env)
-    subprocess.run(
-        [sys.executable, "-m", "adapters.bootstrap"], check=True, cwd=REPO, env=env, timeout=120
-    )
+    subprocess.run(bootstrap_command(), check=True, cwd=REPO, env=env, timeout=120)
     return StackEnvironment(env=env, api_port=free_port(), containers=containers)
 
 
 def drop_test_data(env: dict[str, str]) -> None:
     """Start each session from an empty test topic and keyspace, so comparisons are exact."""
-    from adapters.settings import Settings
     from services.ops import drop_data
 
-    settings = Settings(
-        kafka_bootstrap=env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        events_topic=env["PERMSTORE_EVENTS_TOPIC"],
-        dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
-        processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
-        cassandra_keyspace=env["PERMSTORE_CASSANDRA_KEYSPACE"],
-    )
-    drop_data(settings)
+    drop_data(namespace_settings(env))
 
 
 def _start_containers(env: dict[str, str]) -> list[object]:
@@ -122,75 +109,22 @@ def _start_containers(env: dict[str, str]) -> list[object]:
     return [kafka, cassandra]
 
 
-class ManagedProcess:
+class ManagedProcess(harness.ManagedProcess):
     """A processor or API process that tests can start, kill and restart."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.command = command
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        LOGS.mkdir(parents=True, exist_ok=True)
         namespace = env.get("PERMSTORE_CASSANDRA_KEYSPACE", "permstore")
-        self.log_path = LOGS / f"{namespace}-{name}.log"
-
-    def start(self) -> None:
-        """Start the process, appending to its log."""
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no final commit."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM and wait; SIGKILL past the bound."""
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def alive(self) -> bool:
-        """True while running."""
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of its log, for failure messages."""
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(name, command, env, LOGS / f"{namespace}-{name}.log")
 
 
 def processor(env: dict[str, str], name: str = "processor") -> ManagedProcess:
     """A stream processor process."""
-    return ManagedProcess(name, [sys.executable, "-m", "streams.main"], env)
+    return ManagedProcess(name, processor_command(), env)
 
 
 def api(env: dict[str, str], port: int, name: str = "api") -> ManagedProcess:
     """An API process on a loopback port."""
-    return ManagedProcess(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "services.api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        env,
-    )
+    return ManagedProcess(name, api_command(port), env)
 
 
 @contextmanager
@@ -205,24 +139,6 @@ def extra_api(env: dict[str, str], name: str, **overrides: str) -> Iterator[str]
         yield url
     finally:
         process.stop()
-
-
-def wait_ready(url: str, process: ManagedProcess, timeout: float = 90) -> None:
-    """Wait until /readyz answers 200."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise RuntimeError(f"{process.name} died:\n{process.log_tail()}")
-        try:
-            response = httpx.get(f"{url}/readyz", timeout=3)
-            if response.status_code == 200:
-                return
-            last = response.text
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.3)
-    raise RuntimeError(f"{process.name} not ready: {last}\n{process.log_tail()}")
 
 
 def stop_all(processes: Iterator[ManagedProcess] | list[ManagedProcess]) -> None:
