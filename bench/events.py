@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 
 from bench.common import JsonDict
+from tests.support import events
 
-OCCURRED_AT = "2026-01-01T00:00:00Z"
+OCCURRED_AT = events.FIXED_OCCURRED_AT
 ACTOR = "service:bench"
 _ids = itertools.count()
 _RUN = f"{int(time.time() * 1000):x}"
@@ -36,49 +37,33 @@ def next_id(prefix: str) -> str:
     return f"{prefix}-{_RUN}-{next(_ids)}"
 
 
-def _base(tenant: str, kind: str, prefix: str) -> JsonDict:
-    return {
-        "event_id": next_id(prefix),
-        "tenant": tenant,
-        "type": kind,
-        "actor": ACTOR,
-        "occurred_at": OCCURRED_AT,
-    }
+def _fixed(prefix: str) -> dict[str, str]:
+    return {"event_id": next_id(prefix), "actor": ACTOR, "occurred_at": OCCURRED_AT}
 
 
 def grant(tenant: str, principal: str, resource: str, permission: str) -> JsonDict:
     """A grant event."""
-    event = _base(tenant, "grant", "g")
-    event.update(principal=principal, resource=resource, permission=permission)
-    return event
+    return events.grant(tenant, principal, resource, permission, **_fixed("g"))
 
 
 def revoke(tenant: str, principal: str, resource: str, permission: str) -> JsonDict:
     """A revoke event."""
-    event = _base(tenant, "revoke", "r")
-    event.update(principal=principal, resource=resource, permission=permission)
-    return event
+    return events.revoke(tenant, principal, resource, permission, **_fixed("r"))
 
 
 def add_member(tenant: str, group: str, member: str) -> JsonDict:
     """An add_member event."""
-    event = _base(tenant, "add_member", "m")
-    event.update(group=group, member=member)
-    return event
+    return events.add_member(tenant, group, member, **_fixed("m"))
 
 
 def remove_member(tenant: str, group: str, member: str) -> JsonDict:
     """A remove_member event."""
-    event = _base(tenant, "remove_member", "x")
-    event.update(group=group, member=member)
-    return event
+    return events.remove_member(tenant, group, member, **_fixed("x"))
 
 
 def define_role(tenant: str, role: str, actions: list[str]) -> JsonDict:
     """A define_role event."""
-    event = _base(tenant, "define_role", "d")
-    event.update(role=role, actions=actions)
-    return event
+    return events.define_role(tenant, role, actions, **_fixed("d"))
 
 
 @dataclass

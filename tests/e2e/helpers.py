@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +12,31 @@ from urllib.parse import quote
 
 import httpx
 
-ADMIN = "user:admin"
+from tests.support.events import (
+    ADMIN,
+    add_member,
+    define_role,
+    delete_role,
+    event,
+    grant,
+    remove_member,
+    revoke,
+    rfc3339,
+)
+
+__all__ = [
+    "ADMIN",
+    "add_member",
+    "define_role",
+    "delete_role",
+    "event",
+    "grant",
+    "remove_member",
+    "revoke",
+    "rfc3339",
+]
+
 TokenFactory = Callable[..., str]
-
-
-def rfc3339(moment: datetime) -> str:
-    """RFC 3339 text of an aware time, with a Z suffix for UTC."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def now_plus(seconds: float) -> str:
@@ -30,53 +47,6 @@ def now_plus(seconds: float) -> str:
 def parse_time(text: str) -> datetime:
     """An RFC 3339 time as the API renders it."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def event(tenant: str, kind: str, *, actor: str = ADMIN, **fields: Any) -> dict[str, Any]:
-    """One event of the contract's section 2 with a fresh id."""
-    body: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
-        "tenant": tenant,
-        "type": kind,
-        "actor": actor,
-        "occurred_at": now_plus(0),
-    }
-    body.update({k: v for k, v in fields.items() if v is not None})
-    return body
-
-
-def grant(
-    tenant: str, principal: str, resource: str, permission: str, **extra: Any
-) -> dict[str, Any]:
-    """A grant event."""
-    return event(
-        tenant, "grant", principal=principal, resource=resource, permission=permission, **extra
-    )
-
-
-def revoke(tenant: str, principal: str, resource: str, permission: str) -> dict[str, Any]:
-    """A revoke event."""
-    return event(tenant, "revoke", principal=principal, resource=resource, permission=permission)
-
-
-def add_member(tenant: str, group: str, member: str) -> dict[str, Any]:
-    """An add_member event."""
-    return event(tenant, "add_member", group=group, member=member)
-
-
-def remove_member(tenant: str, group: str, member: str) -> dict[str, Any]:
-    """A remove_member event."""
-    return event(tenant, "remove_member", group=group, member=member)
-
-
-def define_role(tenant: str, role: str, actions: Sequence[str]) -> dict[str, Any]:
-    """A define_role event."""
-    return event(tenant, "define_role", role=role, actions=list(actions))
-
-
-def delete_role(tenant: str, role: str) -> dict[str, Any]:
-    """A delete_role event."""
-    return event(tenant, "delete_role", role=role)
 
 
 def bearer(token: str) -> dict[str, str]:

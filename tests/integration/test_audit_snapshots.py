@@ -14,6 +14,7 @@ import pytest
 
 from permstore import PermstoreClient
 from tests.reference_model import ReferenceModel
+from tests.support import events
 from tests.support.kafka_io import publish_events
 from tests.support.stack import StackEnvironment
 
@@ -22,14 +23,9 @@ pytestmark = pytest.mark.integration
 
 def event(tenant: str, n: int, kind: str, **fields: str) -> dict[str, Any]:
     """A contract event with a unique id."""
-    return {
-        "event_id": f"{kind}-{n}",
-        "tenant": tenant,
-        "type": kind,
-        "actor": "user:admin",
-        "occurred_at": "2026-01-01T00:00:00Z",
-        **fields,
-    }
+    return events.event(
+        tenant, kind, event_id=f"{kind}-{n}", occurred_at=events.FIXED_OCCURRED_AT, **fields
+    )
 
 
 def rfc3339(moment: datetime) -> str:

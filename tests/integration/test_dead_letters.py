@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from permcore.consistency import LogPoint, encode_token
 from permstore import PermstoreClient
 from tests.strategies import labelled_poison_records
+from tests.support import events
 from tests.support.kafka_io import produce, read_topic
 from tests.support.stack import StackEnvironment
 
@@ -23,16 +24,14 @@ pytestmark = pytest.mark.integration
 def grant(tenant: str, event_id: str, principal: str) -> bytes:
     """A valid grant event."""
     return json.dumps(
-        {
-            "event_id": event_id,
-            "tenant": tenant,
-            "type": "grant",
-            "actor": "user:admin",
-            "occurred_at": "2026-01-01T00:00:00Z",
-            "principal": principal,
-            "resource": "doc:x",
-            "permission": "read",
-        }
+        events.grant(
+            tenant,
+            principal,
+            "doc:x",
+            "read",
+            event_id=event_id,
+            occurred_at=events.FIXED_OCCURRED_AT,
+        )
     ).encode()
 
 

@@ -11,13 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import events
 from tests.support.stack import REPO, StackEnvironment
 
 pytestmark = pytest.mark.integration
@@ -42,16 +42,7 @@ def local_pid(server: str) -> int | None:
 
 def grant_event(tenant: str, n: int) -> dict[str, Any]:
     """A direct grant of read on doc:d<n> to user:u<n>."""
-    return {
-        "event_id": f"e{n}",
-        "tenant": tenant,
-        "type": "grant",
-        "actor": "user:admin",
-        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "principal": f"user:u{n}",
-        "resource": f"doc:d{n}",
-        "permission": "read",
-    }
+    return events.grant(tenant, f"user:u{n}", f"doc:d{n}", "read", event_id=f"e{n}")
 
 
 class Traffic(threading.Thread):

@@ -24,6 +24,7 @@ from aiokafka.errors import (
 
 from adapters.kafka_security import client_options
 from adapters.settings import Settings
+from tests.support import events
 from tests.support.stack import StackEnvironment
 
 pytestmark = pytest.mark.integration
@@ -51,16 +52,14 @@ def kafka(test_env: StackEnvironment) -> Settings:
 def grant() -> tuple[bytes, bytes]:
     """(key, value) of a valid grant for a fresh tenant."""
     tenant = f"k{uuid.uuid4().hex[:12]}"
-    event = {
-        "event_id": "acl-test",
-        "tenant": tenant,
-        "type": "grant",
-        "actor": "user:admin",
-        "occurred_at": "2026-01-01T00:00:00Z",
-        "principal": "user:acl",
-        "resource": "doc:x",
-        "permission": "read",
-    }
+    event = events.grant(
+        tenant,
+        "user:acl",
+        "doc:x",
+        "read",
+        event_id="acl-test",
+        occurred_at=events.FIXED_OCCURRED_AT,
+    )
     return tenant.encode(), json.dumps(event).encode()
 
 

@@ -19,6 +19,7 @@ from adapters.settings import Settings
 from services import ops
 from services.ops import wait_caught_up
 from tests.integration.test_crash_restart import settings_of
+from tests.support import events
 from tests.support.kafka_io import produce_many
 from tests.support.stack import ManagedProcess, StackEnvironment
 
@@ -31,16 +32,14 @@ TENANTS = 20
 def grant(tenant: str, n: int) -> bytes:
     """A direct grant event."""
     return json.dumps(
-        {
-            "event_id": f"g{n}",
-            "tenant": tenant,
-            "type": "grant",
-            "actor": "user:admin",
-            "occurred_at": "2026-01-01T00:00:00Z",
-            "principal": f"user:u{n % 500}",
-            "resource": f"doc:f{n % 40}/d{n}",
-            "permission": "read",
-        }
+        events.grant(
+            tenant,
+            f"user:u{n % 500}",
+            f"doc:f{n % 40}/d{n}",
+            "read",
+            event_id=f"g{n}",
+            occurred_at=events.FIXED_OCCURRED_AT,
+        )
     ).encode()
 
 
