@@ -33,7 +33,7 @@ from services.auth import (
     load_verification_keys,
 )
 from services.auth_settings import AuthSettings, build_authenticator, build_issuer
-from services.token_cli import parse_ttl, token_app
+from services.cli.tokens import parse_ttl, token_app
 
 HOUR = timedelta(hours=1)
 

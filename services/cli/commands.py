@@ -11,9 +11,31 @@ from typing import Annotated, Any
 
 import typer
 
-from services import cli_render as render
-from services import ops_cli
-from services.cli_support import (
+from services.cli import ops as ops_cli
+from services.cli import render, tokens
+from services.cli.options import (
+    EVENT,
+    ActionArg,
+    ActorOpt,
+    CursorOpt,
+    GroupArg,
+    JsonOpt,
+    MemberArg,
+    PatternArg,
+    PermissionArg,
+    PrincipalArg,
+    ReasonOpt,
+    ResourceArg,
+    RootJsonOpt,
+    RootTenantOpt,
+    RootTimeoutOpt,
+    RootTokenOpt,
+    RootUrlOpt,
+    TenantOpt,
+    TokenOpt,
+    UrlOpt,
+)
+from services.cli.support import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
     EXIT_CODES_HELP,
@@ -32,7 +54,6 @@ from services.cli_support import (
     usage_error,
 )
 from services.client import CheckResult, Page
-from services.token_cli import token_app
 
 HELP = f"""permstore: event-sourced authorization service.
 
@@ -41,9 +62,6 @@ Global options may be given before the command or after it. The token is read fr
 'doc:acme/eng/*' so that the shell does not expand them.
 
 {EXIT_CODES_HELP}"""
-
-CONNECTION = "Connection and output"
-EVENT = "Event"
 
 
 class _PermstoreApp(typer.Typer):
@@ -61,94 +79,19 @@ app = _PermstoreApp(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(token_app, name="token", help="Issue tokens and API keys for callers.")
-ops_cli.register(app)
-
-# Options repeated on every command (no env var here: the top level reads the environment).
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", help="API base URL.", show_default=False, rich_help_panel=CONNECTION),
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Caller token (prefer PERMSTORE_TOKEN).",
-        show_default=False,
-        rich_help_panel=CONNECTION,
-    ),
-]
-TenantOpt = Annotated[
-    str | None,
-    typer.Option("--tenant", help="Tenant id.", show_default=False, rich_help_panel=CONNECTION),
-]
-JsonOpt = Annotated[
-    bool,
-    typer.Option("--json", help="Plain JSON on stdout, for scripts.", rich_help_panel=CONNECTION),
-]
-ActorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--actor",
-        envvar="PERMSTORE_ACTOR",
-        help="Principal recorded as the event's actor; default: the token's subject.",
-        show_default=False,
-        rich_help_panel=EVENT,
-    ),
-]
-ReasonOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--reason",
-        help="Ticket or justification, recorded for audit (up to 1024 chars).",
-        show_default=False,
-        rich_help_panel=EVENT,
-    ),
-]
-PrincipalArg = Annotated[str, typer.Argument(help="user:<id>, service:<id> or group:<id>.")]
-ResourceArg = Annotated[str, typer.Argument(help="A concrete resource, <type>:<path>.")]
-PatternArg = Annotated[
-    str, typer.Argument(help="A resource or a pattern: <type>:<path>/* or <type>:*.")
-]
-ActionArg = Annotated[str, typer.Argument(help="An action, e.g. read.")]
-PermissionArg = Annotated[str, typer.Argument(help="An action, or role:<name>.")]
-GroupArg = Annotated[str, typer.Argument(help="The group, group:<id>.")]
-MemberArg = Annotated[str, typer.Argument(help="The member: any principal, groups included.")]
-CursorOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--cursor", help="Resume after an earlier listing (its next_cursor).", show_default=False
-    ),
-]
+# Every command group registers itself the same way.
+for group in (tokens, ops_cli):
+    group.register(app)
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option("--url", envvar="PERMSTORE_URL", help="API base URL.")
-    ] = DEFAULT_URL,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            envvar="PERMSTORE_TOKEN",
-            help="Caller token (prefer the environment variable).",
-            show_default=False,
-            show_envvar=True,
-        ),
-    ] = None,
-    tenant: Annotated[
-        str | None,
-        typer.Option("--tenant", envvar="PERMSTORE_TENANT", help="Tenant id.", show_default=False),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Plain JSON on stdout.")] = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout", envvar="PERMSTORE_TIMEOUT", min=0.1, help="Seconds to wait per request."
-        ),
-    ] = DEFAULT_TIMEOUT,
+    url: RootUrlOpt = DEFAULT_URL,
+    token: RootTokenOpt = None,
+    tenant: RootTenantOpt = None,
+    as_json: RootJsonOpt = False,
+    timeout: RootTimeoutOpt = DEFAULT_TIMEOUT,
 ) -> None:
     """permstore: event-sourced authorization service."""
     ctx.obj = CliConfig(url=url, token=token, tenant=tenant, as_json=as_json, timeout=timeout)

@@ -15,11 +15,12 @@ from adapters.cassandra import connect
 from adapters.cassandra_layout import catalogue
 from adapters.settings import Settings
 from services import ops
+from services.cli.options import JsonOpt
 
 console = Console(stderr=True)
 generations_app = typer.Typer(help="List or drop generations of views.", no_args_is_help=False)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonFlag = JsonOpt
 
 
 def rebuild(

@@ -34,6 +34,11 @@ api_key_app = typer.Typer(help="Manage static API keys (stored hashed).", no_arg
 token_app.add_typer(api_key_app, name="api-key")
 
 
+def register(app: typer.Typer) -> None:
+    """Add the token commands to the main CLI."""
+    app.add_typer(token_app, name="token", help="Issue tokens and API keys for callers.")
+
+
 def parse_ttl(text: str) -> timedelta:
     """Parse a lifetime like ``30s``, ``15m``, ``1h`` or ``7d``; ValueError otherwise."""
     match = _TTL_RE.fullmatch(text.strip())
