@@ -39,28 +39,56 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def authorize(
+    services: Services,
+    authorization: str | None,
+    scope: Scope,
+    tenant: str | None,
+    path: str,
+    *,
+    quiet: bool = False,
+) -> Caller:
+    """The one authorization of a call: authenticate, rate-limit the subject, then check the
+    scope and (for tenant paths) the tenant; raises the ApiError to answer with.
+
+    quiet leaves the refusal unlogged, for a caller (the check fast lane) that hands refused
+    calls on to the route, which logs them once.
+    """
+    try:
+        caller = services.authenticator.authenticate(authorization)
+    except AuthenticationError as exc:
+        if not quiet:
+            log.warning("auth.refused", reason=exc.reason, path=path)
+        raise ApiError(
+            401,
+            "unauthenticated",
+            f"a valid bearer token is required ({exc.reason})",
+            headers={"WWW-Authenticate": "Bearer"},
+        ) from exc
+    if not await services.rate_limiter.allow(caller.subject):
+        if not quiet:
+            log.warning("rate.limited", subject=caller.subject, path=path)
+        raise ApiError(429, "rate_limited", "too many requests", headers={"Retry-After": "1"})
+    why = caller.denial_reason(tenant, scope)
+    if why is not None:
+        if quiet:
+            raise ApiError(403, "forbidden", f"this token may not do that ({why})")
+        deny(caller, tenant, why, path)
+    return caller
+
+
 def scoped(scope: Scope) -> Callable[[Request, Services], Awaitable[Caller]]:
     """Dependency: a caller holding scope (and, for tenant paths, access to that tenant)."""
 
     async def dependency(request: Request, services: ServicesDep) -> Caller:
-        try:
-            caller = services.authenticator.authenticate(request.headers.get("authorization"))
-        except AuthenticationError as exc:
-            log.warning("auth.refused", reason=exc.reason, path=request.url.path)
-            raise ApiError(
-                401,
-                "unauthenticated",
-                f"a valid bearer token is required ({exc.reason})",
-                headers={"WWW-Authenticate": "Bearer"},
-            ) from exc
+        caller = await authorize(
+            services,
+            request.headers.get("authorization"),
+            scope,
+            request.path_params.get("tenant"),
+            request.url.path,
+        )
         request.state.subject = caller.subject
-        if not await services.rate_limiter.allow(caller.subject):
-            log.warning("rate.limited", subject=caller.subject, path=request.url.path)
-            raise ApiError(429, "rate_limited", "too many requests", headers={"Retry-After": "1"})
-        tenant = request.path_params.get("tenant")
-        why = caller.denial_reason(tenant, scope)
-        if why is not None:
-            deny(caller, tenant, why, request.url.path)
         return caller
 
     return dependency

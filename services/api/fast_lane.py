@@ -3,7 +3,7 @@
 Checks are the hot path (thousands a second), and routing, dependency solving and request
 objects cost more CPU than the answer itself (docs/performance.md). This middleware answers a
 check or batch check only when the call is ordinary: a JSON body that validates, a credential
-that authenticates with the check scope, and room under the rate limit. It then calls
+that passes the routes' own `authorize` (deps.py) with the check scope. It then calls
 `answer_check` / `answer_batch`, the functions the routes call (they refuse a tenant outside the
 token themselves). Anything else is handed, body and all, to the FastAPI route, which gives the
 one authoritative refusal.
@@ -22,11 +22,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.deps import Services
+from services.api.deps import Services, authorize
 from services.api.errors import STORE_DOWN_ERRORS, ApiError, api_error_response, store_down_response
 from services.api.models import BatchCheckRequest, CheckRequest
-from services.api.routes import answer_batch, answer_check, router
-from services.auth import AuthenticationError, Caller
+from services.api.queries import answer_batch, answer_check
+from services.api.routes import router
+from services.auth import Caller
 from services.auth import Scope as AuthScope
 
 R = TypeVar("R", CheckRequest, BatchCheckRequest)
@@ -52,13 +53,12 @@ class Lane(Generic[R]):
         """The answer, or None when the call is anything but ordinary."""
         try:
             request = self.model.model_validate_json(body)
-            caller = services.authenticator.authenticate(authorization)
-        except (ValidationError, AuthenticationError):
-            return None
-        if caller.denial_reason(None, AuthScope.CHECK) is not None:
-            return None
-        if not await services.rate_limiter.allow(caller.subject):
-            # The route counts this call again and answers 429: the caller is already over.
+            # The route's own authorization; a refused call goes on to the route, which
+            # refuses it again (and logs it) with the one authoritative answer.
+            caller = await authorize(
+                services, authorization, AuthScope.CHECK, None, path, quiet=True
+            )
+        except (ValidationError, ApiError):
             return None
         try:
             # The answer itself refuses a tenant outside the caller's token, as in the route.
