@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.settings import Settings
+from deploy.harness import namespace_settings
 from permstore import PermstoreClient
 from services.ops import wait_caught_up
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
@@ -25,15 +26,7 @@ pytestmark = pytest.mark.integration
 
 def settings_of(env: dict[str, str], **overrides: Any) -> Settings:
     """Settings as the processes of this test session see them."""
-    values: dict[str, Any] = {
-        "kafka_bootstrap": env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        "events_topic": env["PERMSTORE_EVENTS_TOPIC"],
-        "dlq_topic": env["PERMSTORE_DLQ_TOPIC"],
-        "cassandra_keyspace": env["PERMSTORE_CASSANDRA_KEYSPACE"],
-        "processor_group": env["PERMSTORE_PROCESSOR_GROUP"],
-    }
-    values.update(overrides)
-    return Settings(**values)
+    return namespace_settings(env, **overrides)
 
 
 @settings(

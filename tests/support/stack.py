@@ -16,15 +16,7 @@ from dataclasses import dataclass, field
 
 from adapters.settings import LOCAL_DIR, REPO_ROOT
 from deploy import harness
-from deploy.harness import (
-    api_command,
-    bootstrap_command,
-    free_port,
-    namespace_env,
-    namespace_settings,
-    processor_command,
-    wait_ready,
-)
+from deploy.harness import free_port, wait_ready
 
 REPO = REPO_ROOT
 LOGS = LOCAL_DIR / "logs" / "tests"
@@ -62,7 +54,7 @@ def start_servers() -> StackEnvironment:
     # One namespace per session, so concurrent sessions never share a topic or keyspace.
     suffix = os.environ.get("PERMSTORE_TEST_NAMESPACE") or f"t{os.getpid()}"
     env = dict(os.environ)
-    env.update(namespace_env(suffix))
+    env.update(harness.namespace_env(suffix))
     env.update(
         {
             "PERMSTORE_PROCESSOR_METRICS_PORT": "0",
@@ -79,7 +71,7 @@ def start_servers() -> StackEnvironment:
         )
     if os.environ.get("PERMSTORE_TEST_KEEP_DATA") != "1":
         drop_test_data(env)
-    subprocess.run(bootstrap_command(), check=True, cwd=REPO, env=env, timeout=120)
+    subprocess.run(harness.bootstrap_command(), check=True, cwd=REPO, env=env, timeout=120)
     return StackEnvironment(env=env, api_port=free_port(), containers=containers)
 
 
@@ -87,7 +79,7 @@ def drop_test_data(env: dict[str, str]) -> None:
     """Start each session from an empty test topic and keyspace, so comparisons are exact."""
     from services.ops import drop_data
 
-    drop_data(namespace_settings(env))
+    drop_data(harness.namespace_settings(env))
 
 
 def _start_containers(env: dict[str, str]) -> list[object]:
@@ -119,12 +111,12 @@ class ManagedProcess(harness.ManagedProcess):
 
 def processor(env: dict[str, str], name: str = "processor") -> ManagedProcess:
     """A stream processor process."""
-    return ManagedProcess(name, processor_command(), env)
+    return ManagedProcess(name, harness.processor_command(), env)
 
 
 def api(env: dict[str, str], port: int, name: str = "api") -> ManagedProcess:
     """An API process on a loopback port."""
-    return ManagedProcess(name, api_command(port), env)
+    return ManagedProcess(name, harness.api_command(port), env)
 
 
 @contextmanager
