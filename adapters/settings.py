@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_SECRETS = REPO_ROOT / ".local" / "secrets"
+ConsistencyName = Literal[
+    "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"
+]
 
 
 class Settings(BaseSettings):
@@ -22,6 +25,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "permstore.events.dlq"
     events_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must have an event before acks=all returns (topic min.insync.replicas).
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)
     # SASL_PLAINTEXT: SCRAM-SHA-512 login per role (local broker); PLAINTEXT: no login (docker).
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
     kafka_username: str | None = None
@@ -33,6 +38,14 @@ class Settings(BaseSettings):
     cassandra_keyspace: str = Field(default="permstore", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     cassandra_replication_factor: int = Field(default=1, ge=1)
     cassandra_local_dc: str | None = None
+    # Per statement kind (docs/adr, consistency levels): writes of the processor, reads of the
+    # API (views and the applied position a token is checked against). With RF replicas a
+    # check never misses a write its token covers while W + R > RF: QUORUM/LOCAL_QUORUM on both.
+    cassandra_write_consistency: ConsistencyName = "LOCAL_QUORUM"
+    cassandra_read_consistency: ConsistencyName = "LOCAL_QUORUM"
+    # A second replica is asked when the first has not answered after this long (API reads
+    # only, all idempotent); 0 turns it off.
+    cassandra_speculative_delay_ms: int = Field(default=0, ge=0, le=10_000)
     cassandra_username: str | None = None
     cassandra_password: SecretStr | None = None
     cassandra_password_file: Path | None = None

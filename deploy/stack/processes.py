@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from deploy.stack.config import (
@@ -211,11 +211,18 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 _LAUNCH = 'log="$1"; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!'
 
 
-def launch_detached(cmd: Sequence[str], log_file: Path, cwd: Path, pid_file: Path) -> int:
+def launch_detached(
+    cmd: Sequence[str],
+    log_file: Path,
+    cwd: Path,
+    pid_file: Path,
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Start a command detached from this process; stdout+stderr to log_file; write its pid."""
     out = subprocess.run(
         ["sh", "-c", _LAUNCH, "sh", str(log_file), *cmd],
         cwd=cwd,
+        env=None if env is None else dict(env),
         capture_output=True,
         text=True,
         start_new_session=True,
