@@ -155,6 +155,7 @@ class Cluster:
             "PERMSTORE_CASSANDRA_PORT": str(CQL_PORT),
             "PERMSTORE_CASSANDRA_REPLICATION_FACTOR": str(SIZE),
             "PERMSTORE_CASSANDRA_LOCAL_DC": CASSANDRA_DC,
+            "PERMSTORE_CASSANDRA_SPECULATIVE_DELAY_MS": "250",
             "PERMSTORE_LOCAL_DIR": str(self.dir),
             "PERMSTORE_FAUST_DATADIR": str(self.dir / "faust"),
         }
