@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from adapters.kafka_security import client_options
 from adapters.settings import Settings
 from deploy.stack.cluster import Cluster, kill, up
+from deploy.stack.processes import our_pid
 from services.auth_settings import AuthSettings, build_issuer
 from tests.e2e.helpers import grant, revoke
 from tests.reference_model import ReferenceModel
@@ -34,7 +35,7 @@ from tests.reference_model import ReferenceModel
 PRINCIPALS = ("user:a", "user:b", "user:c")
 SLOTS = 4  # resources per tenant
 TENANTS = 6
-LOAD_PAUSE = 0.02  # seconds between two calls of one load thread
+LOAD_PAUSE = 0.05  # seconds between two calls of one load thread
 
 
 def _resources(tenant: str) -> list[str]:
@@ -268,7 +269,7 @@ def _cassandra_serves(cluster: Cluster, index: int) -> None:
     """The node answers a QUORUM read as coordinator: it is back in the ring."""
     from cassandra import ConsistencyLevel
     from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, NoHostAvailable
     from cassandra.cluster import Cluster as Driver
     from cassandra.policies import WhiteListRoundRobinPolicy
 
@@ -279,19 +280,27 @@ def _cassandra_serves(cluster: Cluster, index: int) -> None:
         load_balancing_policy=WhiteListRoundRobinPolicy([host]),
         consistency_level=ConsistencyLevel.QUORUM,
     )
-    driver = Driver(
-        [host],
-        port=settings.cassandra_port,
-        auth_provider=PlainTextAuthProvider(user, password),
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=4,
-    )
-    try:
-        session = driver.connect()
-        row = session.execute("SELECT count(*) FROM permstore.active_generation").one()
-        assert row is not None
-    finally:
-        driver.shutdown()
+    deadline = time.monotonic() + 180
+    while True:
+        driver = Driver(
+            [host],
+            port=settings.cassandra_port,
+            auth_provider=PlainTextAuthProvider(user, password),
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            protocol_version=4,
+            connect_timeout=20,
+        )
+        try:
+            session = driver.connect()
+            row = session.execute("SELECT count(*) FROM permstore.active_generation").one()
+            assert row is not None
+            return
+        except NoHostAvailable:
+            # A node that just opened its CQL port on a loaded machine may not answer yet.
+            assert time.monotonic() < deadline, f"cassandra{index} does not coordinate reads"
+            time.sleep(5)
+        finally:
+            driver.shutdown()
 
 
 class Load:
@@ -337,6 +346,12 @@ def load(cluster: Cluster) -> Iterator[Load]:
     running = Load(cluster)
     yield running
     running.close()
+    # Whatever a failed run left killed comes back, so the next run finds the whole cluster.
+    parts = [*(n.kafka for n in cluster.nodes), *(n.cassandra for n in cluster.nodes)]
+    parts += [a.server for a in cluster.apps()]
+    missing = [p.name for p in parts if our_pid(p) is None]
+    if missing:
+        up(cluster, missing)
 
 
 def _audit_event_ids(client: httpx.Client, tenant: str, principal: str) -> list[str]:
@@ -374,8 +389,11 @@ def test_node_loss_under_load(cluster: Cluster, load: Load) -> None:
     timeline: list[dict[str, Any]] = []
 
     def mark(what: str) -> None:
+        t = load.tally
+        so_far = f"checks {t.checks} (200: {t.checks_ok}, 503: {t.checks_503}), "
+        so_far += f"writes {t.writes_accepted} (retried {t.writes_retried}), wrong {len(t.wrong)}"
         timeline.append({"at_s": round(time.monotonic() - start, 1), "what": what})
-        print(f"[node-loss] {timeline[-1]['at_s']:>6}s {what}", flush=True)
+        print(f"[node-loss] {timeline[-1]['at_s']:>6}s {what}; {so_far}", flush=True)
 
     load.start()
     time.sleep(15)
