@@ -5,13 +5,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv servers down status bootstrap run test lint typecheck unit integration e2e bench clean
+.PHONY: help venv servers down status bootstrap run test lint typecheck unit integration e2e bench clean cluster cluster-down test-cluster
 
 help:
 	@echo "make run    - start Kafka, Cassandra, the processor and the API (Ctrl-C stops)"
 	@echo "make test   - install, start servers, run ruff, mypy and every test, stop servers"
 	@echo "make bench  - run the benchmarks against running servers"
 	@echo "make down   - stop the local Kafka and Cassandra"
+	@echo "make cluster       - 3 Kafka brokers, 3 Cassandra nodes, 2 processors, 2 APIs"
+	@echo "make cluster-down  - stop that cluster"
+	@echo "make test-cluster  - node-loss tests on the cluster (starts it if needed)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "permstore needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
@@ -55,6 +58,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m bench.run_all
+
+cluster: $(STAMP)
+	@$(PY) deploy/cluster.py up
+
+cluster-down:
+	@$(PYTHON) deploy/cluster.py down
+
+test-cluster: $(STAMP)
+	@bash deploy/test_cluster.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,10 +18,43 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    ConstantSpeculativeExecutionPolicy,
+    DCAwareRoundRobinPolicy,
+    RetryPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import tuple_factory
 
 from adapters.settings import Settings
+
+# Statement kinds and the role whose session runs them: the processor writes views and
+# positions, the API reads them (token checks included), admin runs schema changes.
+_KIND_OF_ROLE = {"processor": "write", "api": "read", "admin": "write"}
+
+
+def consistency_for(settings: Settings, role: str) -> int:
+    """The consistency level of a role's statements (docs/adr: consistency levels)."""
+    kind = _KIND_OF_ROLE.get(role, "read")
+    name = (
+        settings.cassandra_write_consistency
+        if kind == "write"
+        else settings.cassandra_read_consistency
+    )
+    return int(getattr(ConsistencyLevel, name))
+
+
+def _idempotent_prepare(session: Session) -> None:
+    """Mark every statement this session prepares idempotent, so that speculative executions
+    apply to it: only for the read-only API role, whose statements are all SELECTs."""
+    prepare = session.prepare
+
+    def prepare_idempotent(*args: Any, **kwargs: Any) -> Any:
+        statement = prepare(*args, **kwargs)
+        statement.is_idempotent = True
+        return statement
+
+    session.prepare = prepare_idempotent
 
 
 def connect(
@@ -30,11 +63,21 @@ def connect(
     """Open a session as one of our least-privileged roles (admin, processor, api)."""
     secret = settings.cassandra_secret(role)
     auth = PlainTextAuthProvider(username=secret[0], password=secret[1]) if secret else None
+    delay = settings.cassandra_speculative_delay_ms
+    speculative = (
+        ConstantSpeculativeExecutionPolicy(delay / 1000, max_attempts=1)
+        if delay > 0 and role == "api"
+        else None
+    )
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(
             DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)
         ),
-        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+        consistency_level=consistency_for(settings, role),
+        # The default policy: retry once on another replica, never at a lower level (a
+        # downgraded read or write would break the quorum overlap that tokens rely on).
+        retry_policy=RetryPolicy(),
+        speculative_execution_policy=speculative,
         request_timeout=request_timeout,
         row_factory=tuple_factory,
     )
@@ -49,6 +92,8 @@ def connect(
         idle_heartbeat_interval=10,
     )
     session = cluster.connect()
+    if speculative is not None:
+        _idempotent_prepare(session)
     return cluster, session
 
 

@@ -14,7 +14,6 @@ EVENTS_TOPIC_CONFIG = {
     # Recorded time is the broker's append time, so it never goes backwards in a partition.
     "message.timestamp.type": "LogAppendTime",
     "retention.ms": "-1",
-    "min.insync.replicas": "1",
 }
 DLQ_TOPIC_CONFIG = {"retention.ms": str(30 * 86_400_000)}
 
@@ -32,13 +31,19 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 settings.events_topic,
                 settings.events_partitions,
                 settings.kafka_replication_factor,
-                topic_configs=EVENTS_TOPIC_CONFIG,
+                topic_configs={
+                    **EVENTS_TOPIC_CONFIG,
+                    "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+                },
             ),
             NewTopic(
                 settings.dlq_topic,
                 1,
                 settings.kafka_replication_factor,
-                topic_configs=DLQ_TOPIC_CONFIG,
+                topic_configs={
+                    **DLQ_TOPIC_CONFIG,
+                    "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+                },
             ),
         ]
         missing = [t for t in wanted if t.name not in existing]

@@ -33,6 +33,11 @@ class LoggingSettings(BaseSettings):
     log_level: str | None = None
 
 
+ConsistencyName = Literal[
+    "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"
+]
+
+
 class Settings(BaseSettings):
     """Connection and behaviour settings shared by the processor, the API and the CLI."""
 
@@ -43,6 +48,8 @@ class Settings(BaseSettings):
     dlq_topic: str = "permstore.events.dlq"
     events_partitions: int = Field(default=8, ge=1, le=1024)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must have an event before acks=all returns (topic min.insync.replicas).
+    kafka_min_insync_replicas: int = Field(default=1, ge=1)
     # SASL_PLAINTEXT: SCRAM-SHA-512 login per role (local broker); PLAINTEXT: no login (docker).
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
     kafka_username: str | None = None
@@ -58,6 +65,14 @@ class Settings(BaseSettings):
     cassandra_keyspace: str = Field(default="permstore", pattern=r"^[a-z][a-z0-9_]{0,47}$")
     cassandra_replication_factor: int = Field(default=1, ge=1)
     cassandra_local_dc: str | None = None
+    # Per statement kind (docs/adr, consistency levels): writes of the processor, reads of the
+    # API (views and the applied position a token is checked against). With RF replicas a
+    # check never misses a write its token covers while W + R > RF: QUORUM/LOCAL_QUORUM on both.
+    cassandra_write_consistency: ConsistencyName = "LOCAL_QUORUM"
+    cassandra_read_consistency: ConsistencyName = "LOCAL_QUORUM"
+    # A second replica is asked when the first has not answered after this long (API reads
+    # only, all idempotent); 0 turns it off.
+    cassandra_speculative_delay_ms: int = Field(default=0, ge=0, le=10_000)
     cassandra_username: str | None = None
     cassandra_password: SecretStr | None = None
     cassandra_password_file: Path | None = None
