@@ -52,6 +52,7 @@ class Namespace:
             {
                 "PERMSTORE_EVENTS_TOPIC": f"permstore.{name}.events",
                 "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
+                "PERMSTORE_USAGE_TOPIC": f"permstore.{name}.usage",
                 "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
                 "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
                 "PERMSTORE_AUTH_KEYS_DIR": str(REPO / ".local" / "keys"),
@@ -70,6 +71,7 @@ class Namespace:
             "kafka_bootstrap": self.env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
             "events_topic": self.env["PERMSTORE_EVENTS_TOPIC"],
             "dlq_topic": self.env["PERMSTORE_DLQ_TOPIC"],
+            "usage_topic": self.env["PERMSTORE_USAGE_TOPIC"],
             "cassandra_keyspace": self.env["PERMSTORE_CASSANDRA_KEYSPACE"],
             "processor_group": self.env["PERMSTORE_PROCESSOR_GROUP"],
         }

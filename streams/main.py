@@ -15,6 +15,7 @@ from adapters.logging import configure_logging
 from adapters.settings import Settings
 from streams.app import build_app
 from streams.processor import BatchProcessor, DeadLetterSink
+from streams.usage_agent import register_usage_agent
 from streams.view_writer import ViewWriter
 
 log = structlog.get_logger("permstore.processor")
@@ -42,6 +43,7 @@ def main() -> None:
         return BatchProcessor(writer, sink, settings.tenant_cache_entries)
 
     app = build_app(settings, settings.group_for(generation), make_processor)
+    register_usage_agent(app, settings, session)
     if not pinned:
         query = (
             f"SELECT id FROM {settings.cassandra_keyspace}.active_generation WHERE singleton = 0"

@@ -29,6 +29,7 @@ from adapters.settings import Settings
 from services.api.deps import Services
 from services.api.errors import install_error_handlers
 from services.api.fast_lane import CheckFastLane
+from services.api.findings_routes import router as findings_router
 from services.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -38,6 +39,8 @@ from services.api.middleware import (
 from services.api.publisher import EventPublisher
 from services.api.reader import ViewReader
 from services.api.routes import router
+from services.api.usage import UsageRecorder
+from services.api.usage_store import UsageStore
 from services.auth_settings import AuthSettings, build_authenticator
 
 log = structlog.get_logger("permstore.api")
@@ -127,18 +130,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher=publisher,
         authenticator=build_authenticator(AuthSettings()),
         rate_limiter=RateLimiter(settings.rate_limit_per_second),
+        usage=UsageRecorder(settings),
     )
     app.state.services = services
+    app.state.usage_store = UsageStore(session, settings.cassandra_keyspace)
     app.state.readiness = Readiness(services, probe)
     log.info("api.start", generation=generation, pid=os.getpid())
     # Modules, models and clients live as long as the process: leaving them out of the cycle
     # collector's full passes keeps those pauses, a check's worst latency, short.
     gc.freeze()
     watcher = asyncio.create_task(follow_active_generation(services, session))
+    assert services.usage is not None
+    await services.usage.start()
     try:
         yield
     finally:
         watcher.cancel()
+        await services.usage.stop()
         await probe.close()
         await publisher.stop()
         await asyncio.to_thread(cluster.shutdown)
@@ -191,6 +199,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(findings_router)
 
     @app.get(
         "/healthz",

@@ -66,6 +66,7 @@ def start_servers() -> StackEnvironment:
         {
             "PERMSTORE_EVENTS_TOPIC": f"permstore.{suffix}.events",
             "PERMSTORE_DLQ_TOPIC": f"permstore.{suffix}.events.dlq",
+            "PERMSTORE_USAGE_TOPIC": f"permstore.{suffix}.usage",
             "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{suffix}",
             "PERMSTORE_PROCESSOR_GROUP": f"permstore-{suffix}-processor",
             "PERMSTORE_PROCESSOR_METRICS_PORT": "0",
@@ -97,6 +98,7 @@ def drop_test_data(env: dict[str, str]) -> None:
         kafka_bootstrap=env.get("PERMSTORE_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         events_topic=env["PERMSTORE_EVENTS_TOPIC"],
         dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
+        usage_topic=env.get("PERMSTORE_USAGE_TOPIC", "permstore.usage"),
         processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
         cassandra_keyspace=env["PERMSTORE_CASSANDRA_KEYSPACE"],
     )
