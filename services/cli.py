@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from services import cli_render as render
-from services import ops_cli
+from services import findings_cli, ops_cli
 from services.cli_support import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
@@ -63,6 +63,7 @@ app = _PermstoreApp(
 )
 app.add_typer(token_app, name="token", help="Issue tokens and API keys for callers.")
 ops_cli.register(app)
+findings_cli.register(app)
 
 # Options repeated on every command (no env var here: the top level reads the environment).
 UrlOpt = Annotated[

@@ -146,7 +146,7 @@ def test_findings_match_the_reference(
 def test_applying_every_recommendation_leaves_no_finding() -> None:
     """Folding the recommended events (deduplicated) removes every finding: applying twice
     changes nothing more."""
-    log = [
+    log: list[tuple[dict[str, Any], int]] = [
         ({"type": "define_role", "role": "ed", "actions": ["r", "w"], "actor": "a"}, T0),
         (
             {"type": "grant", "principal": "group:g", "resource": "doc:*", "permission": "role:ed"},
