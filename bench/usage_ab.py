@@ -1,0 +1,191 @@
+"""Usage recording: check throughput with recording on vs off (A/B, one sitting), and its delay.
+
+One tenant (300 users in 30 groups nested two deep, folder wildcards to groups through roles,
+direct grants); two API processes of one worker each, one with PERMSTORE_USAGE_ENABLED=false,
+loaded in alternation (on, off, on, off, ...) with the same closed-loop Python load, singles
+and batches of 100. The delay is the time from a check's answer until the per-principal usage
+endpoint shows it (flush interval + Kafka + the processor's fold).
+
+    .venv/bin/python -m bench.usage_ab [--rounds 3] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from bench import events as ev
+from bench.common import JsonDict, say, utc_now
+from bench.loadgen import LoadSpec, run_load
+from bench.stack import Api, Namespace, Processor, issue_token
+
+TENANT = "usage"
+RESULTS = Path(__file__).resolve().parent / "results" / "usage_ab.json"
+ACTIONS = ["read", "write", "comment", "list"]
+
+
+def dataset() -> list[JsonDict]:
+    """Roles, a two-level group tree, wildcard grants to groups and direct grants."""
+    out = [
+        ev.define_role(TENANT, "viewer", ["read", "list"]),
+        ev.define_role(TENANT, "editor", ["read", "write", "comment"]),
+    ]
+    out += [ev.add_member(TENANT, f"group:top-{i % 5}", f"group:team-{i}") for i in range(30)]
+    out += [ev.add_member(TENANT, f"group:team-{u % 30}", f"user:u{u}") for u in range(300)]
+    out += [
+        ev.grant(TENANT, f"group:team-{i}", f"doc:f{i % 10}/*", "role:viewer") for i in range(30)
+    ]
+    out += [ev.grant(TENANT, f"group:top-{i}", f"doc:f{i}/*", "role:editor") for i in range(5)]
+    out += [ev.grant(TENANT, f"user:u{u}", f"doc:f{u % 10}/d{u % 7}", "write") for u in range(300)]
+    return out
+
+
+def bodies(rng: random.Random, batch: int) -> list[bytes]:
+    """Request bodies: singles (batch 0) or batches of `batch` random checks."""
+
+    def one() -> JsonDict:
+        return {
+            "principal": f"user:u{rng.randrange(300)}",
+            "resource": f"doc:f{rng.randrange(10)}/d{rng.randrange(7)}",
+            "action": rng.choice(ACTIONS),
+        }
+
+    if batch == 0:
+        return [orjson.dumps({"tenant": TENANT, **one()}) for _ in range(2000)]
+    return [
+        orjson.dumps({"tenant": TENANT, "checks": [one() for _ in range(batch)]})
+        for _ in range(200)
+    ]
+
+
+def sync(url: str, token: str, at_least: str) -> None:
+    """Wait until the views include at_least."""
+    body = {"tenant": TENANT, "principal": "user:x", "resource": "doc:x", "action": "noop"}
+    body["consistency"] = {"at_least": at_least}  # type: ignore[assignment]
+    for _ in range(120):
+        if httpx.post(f"{url}/v1/check", json=body, headers=auth(token), timeout=30).is_success:
+            return
+    raise RuntimeError("views did not catch up")
+
+
+def auth(token: str) -> dict[str, str]:
+    """Bearer header."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def measure_delay(url: str, token: str, tries: int) -> list[float]:
+    """Seconds from a check's answer to its use in GET /principals/{p}/usage."""
+    delays = []
+    for i in range(tries):
+        principal = f"user:delay{i}-{int(time.time())}"
+        event = ev.grant(TENANT, principal, "doc:delay", "read")
+        accepted = httpx.post(
+            f"{url}/v1/events", json={"events": [event]}, headers=auth(token), timeout=30
+        ).json()
+        sync(url, token, accepted["token"])
+        check = {"tenant": TENANT, "principal": principal, "resource": "doc:delay"}
+        httpx.post(f"{url}/v1/check", json={**check, "action": "read"}, headers=auth(token))
+        answered = time.monotonic()
+        path = f"{url}/v1/tenants/{TENANT}/principals/{quote(principal, safe='')}/usage"
+        while True:
+            items = httpx.get(path, headers=auth(token), timeout=30).json()["permissions"]
+            if items and items[0]["uses"] > 0:
+                delays.append(time.monotonic() - answered)
+                break
+            if time.monotonic() - answered > 120:
+                raise RuntimeError("usage never became visible")
+            time.sleep(0.05)
+    return delays
+
+
+def main() -> None:
+    """Run the A/B and the delay; print figures and save JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    ns = Namespace.create("usage")
+    ns.bootstrap()
+    processor = Processor(ns, "processor")
+    on = Api(ns, 1, name="api-usage-on")
+    off_ns = dataclasses.replace(ns, env={**ns.env, "PERMSTORE_USAGE_ENABLED": "false"})
+    off = Api(off_ns, 1, name="api-usage-off")
+    token = issue_token()
+    results: JsonDict = {"started": utc_now(), "rounds": args.rounds, "seconds": args.seconds}
+    try:
+        processor.start()
+        on.start()
+        off.start()
+        on.wait_ready()
+        off.wait_ready()
+        history = dataset()
+        last = ""
+        for start in range(0, len(history), 500):
+            chunk = history[start : start + 500]
+            answer = httpx.post(
+                f"{on.url}/v1/events", json={"events": chunk}, headers=auth(token), timeout=30
+            )
+            last = answer.json()["token"]
+        sync(on.url, token, last)
+        rng = random.Random(7)
+        series: dict[str, dict[str, list[float]]] = {}
+        for kind, path, batch in (("single", "/v1/check", 0), ("batch100", "/v1/check/batch", 100)):
+            payloads = bodies(rng, batch)
+            for round_no in range(args.rounds):
+                for label, api in (("on", on), ("off", off)):
+                    spec = LoadSpec(
+                        url=api.url,
+                        path=path,
+                        bodies=payloads,
+                        token=token,
+                        mode="closed",
+                        concurrency=8,
+                        duration=args.seconds,
+                        warmup=2.0,
+                        decisions_per_request=max(1, batch),
+                        label=f"{kind}-{label}-{round_no}",
+                    )
+                    summary = run_load(spec, 1).summary()
+                    rate = float(summary["decisions_per_s"])
+                    series.setdefault(kind, {}).setdefault(label, []).append(rate)
+                    say(f"{kind} usage {label} round {round_no}: {rate:,.0f} decisions/s")
+        for kind, runs in series.items():
+            mean_on, mean_off = statistics.mean(runs["on"]), statistics.mean(runs["off"])
+            results[kind] = {
+                "on": runs["on"],
+                "off": runs["off"],
+                "mean_on": round(mean_on, 1),
+                "mean_off": round(mean_off, 1),
+                "cost_percent": round(100 * (1 - mean_on / mean_off), 2),
+            }
+            say(
+                f"{kind}: on {mean_on:,.0f}/s, off {mean_off:,.0f}/s, cost "
+                f"{results[kind]['cost_percent']} %"
+            )
+        delays = measure_delay(on.url, token, 5)
+        results["delay_seconds"] = {
+            "samples": [round(d, 2) for d in delays],
+            "median": round(statistics.median(delays), 2),
+            "max": round(max(delays), 2),
+        }
+        say(f"usage delay: median {statistics.median(delays):.2f} s, max {max(delays):.2f} s")
+    finally:
+        for process in (on, off, processor):
+            process.stop()
+        ns.drop()
+    results["finished"] = utc_now()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    say(f"saved {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
