@@ -112,7 +112,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--micro-only", action="store_true", help="Only the in-process cost.")
     args = parser.parse_args()
+    micro = recorder_cpu()
+    if args.micro_only:
+        return
     ns = Namespace.create("usage")
     ns.bootstrap()
     processor = Processor(ns, "processor")
@@ -121,6 +125,7 @@ def main() -> None:
     off = Api(off_ns, 1, name="api-usage-off")
     token = issue_token()
     results: JsonDict = {"started": utc_now(), "rounds": args.rounds, "seconds": args.seconds}
+    results["recorder_cpu"] = micro
     try:
         processor.start()
         on.start()
@@ -185,6 +190,54 @@ def main() -> None:
     results["finished"] = utc_now()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     say(f"saved {RESULTS}")
+
+
+def recorder_cpu(decisions: int = 200_000) -> JsonDict:
+    """CPU µs per decision of the hot-path append plus the drain that expands it, in process
+    (process_time, so other load on the machine inflates it less than wall-clock throughput)."""
+    from adapters.settings import Settings
+    from permcore.decisions import Reason
+    from services.api.usage import UsageRecorder
+
+    @dataclasses.dataclass(frozen=True)
+    class Item:
+        principal: str
+        action: str
+
+    recorder = UsageRecorder(Settings(usage_max_entries=1_000_000))
+    rng = random.Random(3)
+    shapes = []
+    for u in range(300):
+        principal = f"user:u{u}"
+        group = Reason(
+            principal,
+            f"group:team-{u % 30}",
+            f"doc:f{u % 10}/*",
+            "role:viewer",
+            0,
+            (f"group:team-{u % 30}",),
+        )
+        direct = Reason(principal, principal, f"doc:f{u % 10}/d{u % 7}", "write", 0)
+        shapes.append((Item(principal, "read"), [group]))
+        shapes.append((Item(principal, "write"), [direct]))
+        shapes.append((Item(principal, "delete"), []))
+    out: JsonDict = {}
+    for label, per_request in (("single", 1), ("batch100", 100)):
+        requests = [
+            [rng.choice(shapes) for _ in range(per_request)]
+            for _ in range(decisions // per_request)
+        ]
+        started = time.process_time()
+        for request in requests:
+            recorder.record(TENANT, [c for c, _ in request], [r for _, r in request])
+            if recorder._pending_decisions >= 20_000:
+                recorder.drain()
+        recorder.drain()
+        recorder.expand()
+        spent = time.process_time() - started
+        out[label] = {"cpu_us_per_decision": round(spent / decisions * 1e6, 2)}
+        say(f"recorder {label}: {out[label]['cpu_us_per_decision']} µs CPU per decision")
+    return out
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from permcore.decisions import micros_to_rfc3339, reasons_from_sources
 from permcore.findings import (
@@ -22,6 +22,7 @@ from permcore.findings import (
 from permcore.identifiers import PRINCIPAL_RULE, TENANT_RULE, is_principal, is_tenant
 from services.api import cursors
 from services.api.deps import AuditCaller, Services, ServicesDep
+from services.api.models import examples
 from services.api.routes import PAGED_ERRORS, Limit, TenantPath, now_micros, require_valid
 from services.api.usage_store import UsageStore
 
@@ -29,38 +30,105 @@ router = APIRouter(prefix="/v1", tags=["usage"])
 LOG_PAGE = 5000
 
 
+EXAMPLE_FINDING: dict[str, Any] = {
+    "kind": "grant",
+    "id": "grant:user:bob|doc:acme/eng/*|read",
+    "grant": {
+        "principal": "user:bob",
+        "resource": "doc:acme/eng/*",
+        "permission": "read",
+        "expires_at": None,
+    },
+    "granted_at": "2026-01-05T09:00:00Z",
+    "granted_by": "user:admin",
+    "granted_by_event": "g-17",
+    "last_used_at": None,
+    "uses": 0,
+    "recommendation": {
+        "event": {
+            "type": "revoke",
+            "tenant": "acme",
+            "principal": "user:bob",
+            "resource": "doc:acme/eng/*",
+            "permission": "read",
+            "reason": "permstore finding: unused for 90 days",
+        }
+    },
+}
+
+
 class FindingsPage(BaseModel):
     """A page of unused-access findings, each with its evidence and a recommended event."""
 
-    findings: list[dict[str, Any]]
-    next_cursor: str | None
-    as_of: str
-    days: int
+    model_config = examples(
+        {
+            "findings": [EXAMPLE_FINDING],
+            "next_cursor": "WyJ1bnVzZWQiLCJncmFudCIsInVzZXI6Ym9ifGRvYzp4fHJlYWQiXQ",
+            "as_of": "2026-04-05T12:00:00Z",
+            "days": 90,
+        }
+    )
+
+    findings: list[dict[str, Any]] = Field(
+        description="Findings: kind, id, grant | membership | role_action, granted_at, "
+        "granted_by, granted_by_event, last_used_at (null: never), uses (in the window) and "
+        "recommendation.event (a complete event without event_id, actor and occurred_at)"
+    )
+    next_cursor: str | None = Field(description="Cursor of the next page; null on the last page")
+    as_of: str = Field(description="The time the window ends at (RFC 3339)")
+    days: int = Field(description="The window in days")
 
 
 class UsageItem(BaseModel):
     """One effective permission of the principal and its last use."""
 
-    resource: str
-    action: str
-    last_used_at: str | None
-    uses: int
+    model_config = examples(
+        {
+            "resource": "doc:acme/eng/*",
+            "action": "read",
+            "last_used_at": "2026-04-01T08:00:00Z",
+            "uses": 3,
+        }
+    )
+
+    resource: str = Field(description="Resource pattern of the effective permission")
+    action: str = Field(description="The action")
+    last_used_at: str | None = Field(description="Last use (RFC 3339); null: not used")
+    uses: int = Field(description="Uses in the window")
 
 
 class DeniedSummary(BaseModel):
     """Decisions that refused the principal in the window, and the last one."""
 
-    count: int
-    last_at: str | None
+    model_config = examples({"count": 2, "last_at": "2026-04-01T08:00:00Z"})
+
+    count: int = Field(description="Refused decisions in the window")
+    last_at: str | None = Field(description="The last refused decision (RFC 3339), or null")
 
 
 class PrincipalUsagePage(BaseModel):
     """A page of the principal's effective permissions with their last use."""
 
-    permissions: list[UsageItem]
-    next_cursor: str | None
-    days: int
-    denied: DeniedSummary
+    model_config = examples(
+        {
+            "permissions": [
+                {
+                    "resource": "doc:acme/eng/*",
+                    "action": "read",
+                    "last_used_at": "2026-04-01T08:00:00Z",
+                    "uses": 12,
+                }
+            ],
+            "next_cursor": "WyJ1c2FnZSIsImRvYzphY21lL2VuZy8qIiwicmVhZCJd",
+            "days": 90,
+            "denied": {"count": 1, "last_at": "2026-04-02T10:00:00Z"},
+        }
+    )
+
+    permissions: list[UsageItem] = Field(description="Effective permissions with their use")
+    next_cursor: str | None = Field(description="Cursor of the next page; null on the last page")
+    days: int = Field(description="The window of `uses` in days")
+    denied: DeniedSummary = Field(description="Refused decisions of the principal")
 
 
 def usage_now(services: Services) -> int:
@@ -110,12 +178,21 @@ async def unused(
     tenant: TenantPath,
     caller: AuditCaller,
     services: ServicesDep,
-    days: Annotated[int, Query(ge=0, le=3650, description="Window in days (0: never used)")] = 90,
+    days: Annotated[
+        int, Query(ge=0, le=3650, description="Window in days (0: never used)", examples=[90])
+    ] = 90,
     kind: Annotated[
         Literal["grant", "membership", "role_action"] | None,
-        Query(description="Only findings of this kind"),
+        Query(description="Only findings of this kind", examples=["grant"]),
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="next_cursor of the previous page; omit for the first page",
+            examples=["WyJ1bnVzZWQiLCJncmFudCIsInVzZXI6Ym9ifGRvYzp4fHJlYWQiXQ"],
+        ),
+    ] = None,
     limit: Limit = 100,
 ) -> FindingsPage:
     """Unused grants, memberships and role actions over a window of days, with evidence."""
@@ -163,11 +240,27 @@ async def unused(
 async def principal_usage(
     request: Request,
     tenant: TenantPath,
-    principal: Annotated[str, Path(max_length=140, description="user:<id>, service:<id>...")],
+    principal: Annotated[
+        str,
+        Path(
+            max_length=140,
+            description="user:<id>, service:<id> or group:<id>",
+            examples=["user:alice"],
+        ),
+    ],
     caller: AuditCaller,
     services: ServicesDep,
-    days: Annotated[int, Query(ge=1, le=3650, description="Window of `uses` in days")] = 90,
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    days: Annotated[
+        int, Query(ge=1, le=3650, description="Window of `uses` in days", examples=[90])
+    ] = 90,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="next_cursor of the previous page; omit for the first page",
+            examples=["WyJ1c2FnZSIsImRvYzphY21lL2VuZy8qIiwicmVhZCJd"],
+        ),
+    ] = None,
     limit: Limit = 100,
 ) -> PrincipalUsagePage:
     """The principal's effective permissions with last use and uses in the window."""

@@ -1,8 +1,9 @@
 """Usage recording in an API worker: credit decisions in bounded memory, flush to Kafka.
 
 A check only appends its answers to a bounded list (one append per request); a drain task
-expands them into usage counters a few times a second, and a flush task sends the counters
-that changed to `permstore.usage` every few seconds. Counters are cumulative per worker
+counts them by decision shape (tenant, day, principal, action, reasons) a few times a second,
+and a flush expands each distinct shape into usage counters once and sends the counters that
+changed to `permstore.usage` every few seconds. Counters are cumulative per worker
 incarnation (`src`) and day, so a record sent twice, or replayed, writes the same cells
 (streams/usage_writer.py). A failed flush drops the uses it held, counted, and starts a new
 incarnation: nothing is retried and no check ever waits for Kafka.
@@ -79,6 +80,7 @@ class UsageRecorder:
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[tuple[str, int, Sequence[Decided], Sequence[list[Reason]]]] = []
         self._pending_decisions = 0
+        self._shapes: dict[tuple[str, int, str, str, tuple[Reason, ...]], list[int]] = {}
         self._counts: dict[Key, list[int]] = {}
         """key -> [uses, last used µs, uses already sent]."""
         self._dirty: set[Key] = set()
@@ -100,24 +102,41 @@ class UsageRecorder:
         self._pending_decisions += len(answers)
 
     def drain(self) -> None:
-        """Expand pending decisions into counters."""
+        """Fold pending decisions into per-decision-shape counts (cheap: one dict bump each)."""
         pending, self._pending, self._pending_decisions = self._pending, [], 0
-        counts, dirty, full = self._counts, self._dirty, 0
+        shapes = self._shapes
         for tenant, now_us, checks, answers in pending:
             day = now_us // DAY_US
             for check, reasons in zip(checks, answers, strict=True):
-                for kind, item in credits(check.principal, check.action, reasons):
-                    key = (tenant, day, kind, item)
-                    counter = counts.get(key)
-                    if counter is None:
-                        if len(counts) >= self._max_entries:
-                            full += 1
-                            continue
-                        counter = counts[key] = [0, 0, 0]
-                    counter[0] += 1
-                    if now_us > counter[1]:
-                        counter[1] = now_us
-                    dirty.add(key)
+                # Repeated decisions share a shape; credits are computed once per shape.
+                key = (tenant, day, check.principal, check.action, tuple(reasons))
+                shape = shapes.get(key)
+                if shape is None:
+                    shapes[key] = [1, now_us]
+                else:
+                    shape[0] += 1
+                    if now_us > shape[1]:
+                        shape[1] = now_us
+        if len(shapes) >= self._max_entries:
+            self.expand()
+
+    def expand(self) -> None:
+        """Turn decision shapes into usage counters (one credits() per distinct shape)."""
+        shapes, self._shapes = self._shapes, {}
+        counts, dirty, full = self._counts, self._dirty, 0
+        for (tenant, day, principal, action, reasons), (uses, last) in shapes.items():
+            for kind, item in credits(principal, action, reasons):
+                key = (tenant, day, kind, item)
+                counter = counts.get(key)
+                if counter is None:
+                    if len(counts) >= self._max_entries:
+                        full += uses
+                        continue
+                    counter = counts[key] = [0, 0, 0]
+                counter[0] += uses
+                if last > counter[1]:
+                    counter[1] = last
+                dirty.add(key)
         if full:
             DROPPED.labels("full").inc(full)
         ENTRIES.set(len(counts))
@@ -143,6 +162,7 @@ class UsageRecorder:
         """Send what changed; on any failure drop it (counted) and start a new incarnation."""
         async with self._flushing:
             self.drain()
+            self.expand()
             if not self._dirty:
                 return True
             records = self.records()
@@ -175,6 +195,7 @@ class UsageRecorder:
         ENTRIES.set(len(self._counts))
 
     def _rotate(self) -> None:
+        self._shapes.clear()
         self._counts.clear()
         self._dirty.clear()
         self._src = uuid.uuid4().hex
