@@ -77,6 +77,20 @@ def sync(url: str, token: str, at_least: str) -> None:
     raise RuntimeError("views did not catch up")
 
 
+def served(api: Api) -> tuple[float, float]:
+    """(CPU seconds of the API process, decisions it has answered) right now."""
+    import psutil
+
+    times = psutil.Process(api.pid).cpu_times()
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    decisions = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("permstore_check_decisions_total{")
+    )
+    return times.user + times.system, decisions
+
+
 def auth(token: str) -> dict[str, str]:
     """Bearer header."""
     return {"Authorization": f"Bearer {token}"}
@@ -143,6 +157,7 @@ def main() -> None:
         sync(on.url, token, last)
         rng = random.Random(7)
         series: dict[str, dict[str, list[float]]] = {}
+        cpu_series: dict[str, dict[str, list[float]]] = {}
         for kind, path, batch in (("single", "/v1/check", 0), ("batch100", "/v1/check/batch", 100)):
             payloads = bodies(rng, batch)
             for round_no in range(args.rounds):
@@ -159,10 +174,17 @@ def main() -> None:
                         decisions_per_request=max(1, batch),
                         label=f"{kind}-{label}-{round_no}",
                     )
+                    cpu_before, done_before = served(api)
                     summary = run_load(spec, 1).summary()
+                    cpu_after, done_after = served(api)
                     rate = float(summary["decisions_per_s"])
+                    cpu_us = 1e6 * (cpu_after - cpu_before) / max(1.0, done_after - done_before)
                     series.setdefault(kind, {}).setdefault(label, []).append(rate)
-                    say(f"{kind} usage {label} round {round_no}: {rate:,.0f} decisions/s")
+                    cpu_series.setdefault(kind, {}).setdefault(label, []).append(cpu_us)
+                    say(
+                        f"{kind} usage {label} round {round_no}: {rate:,.0f} decisions/s, "
+                        f"API CPU {cpu_us:.1f} µs per decision"
+                    )
         for kind, runs in series.items():
             mean_on, mean_off = statistics.mean(runs["on"]), statistics.mean(runs["off"])
             results[kind] = {
@@ -171,10 +193,22 @@ def main() -> None:
                 "mean_on": round(mean_on, 1),
                 "mean_off": round(mean_off, 1),
                 "cost_percent": round(100 * (1 - mean_on / mean_off), 2),
+                "api_cpu_us_per_decision_on": [round(x, 1) for x in cpu_series[kind]["on"]],
+                "api_cpu_us_per_decision_off": [round(x, 1) for x in cpu_series[kind]["off"]],
+                "cpu_cost_percent": round(
+                    100
+                    * (
+                        statistics.median(cpu_series[kind]["on"])
+                        / statistics.median(cpu_series[kind]["off"])
+                        - 1
+                    ),
+                    2,
+                ),
             }
             say(
                 f"{kind}: on {mean_on:,.0f}/s, off {mean_off:,.0f}/s, cost "
-                f"{results[kind]['cost_percent']} %"
+                f"{results[kind]['cost_percent']} %; API CPU per decision cost "
+                f"{results[kind]['cpu_cost_percent']} % (medians)"
             )
         delays = measure_delay(on.url, token, 5)
         results["delay_seconds"] = {
