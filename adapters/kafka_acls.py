@@ -68,6 +68,7 @@ class Acl:
 def acl_table(settings: Settings) -> list[Acl]:
     """Every ACL permstore needs; topics literal (the DLQ shares the events topic's prefix)."""
     events, dlq, group = settings.events_topic, settings.dlq_topic, settings.processor_group
+    usage = settings.usage_topic
     read, write, describe = Operation.READ, Operation.WRITE, Operation.DESCRIBE
     topic, lit = Resource.TOPIC, Pattern.LITERAL
     # The processor's groups are `<processor_group>-g<generation>`: one prefix covers them all.
@@ -75,11 +76,13 @@ def acl_table(settings: Settings) -> list[Acl]:
         "processor": [
             (topic, events, lit, (read, describe)),
             (topic, dlq, lit, (write, describe)),
+            (topic, usage, lit, (read, describe)),
             (Resource.GROUP, group, Pattern.PREFIXED, (read, describe)),
         ],
-        # Produces events; its lag probe reads end offsets and the group's committed offsets.
+        # Produces events and usage records; its lag probe reads end offsets and committed ones.
         "api": [
             (topic, events, lit, (write, describe)),
+            (topic, usage, lit, (write, describe)),
             (Resource.GROUP, group, Pattern.PREFIXED, (describe,)),
         ],
         "publisher": [(topic, events, lit, (write, describe))],

@@ -16,10 +16,15 @@ EVENTS_TOPIC_CONFIG = {
     "retention.ms": "-1",
 }
 DLQ_TOPIC_CONFIG = {"retention.ms": str(30 * 86_400_000)}
+# Usage records are folded within seconds; a week covers any processor outage worth waiting out.
+USAGE_TOPIC_CONFIG = {
+    "retention.ms": str(7 * 86_400_000),
+    "message.timestamp.type": "LogAppendTime",
+}
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events and dead-letter topics if missing; returns the names created."""
+    """Create the events, dead-letter and usage topics if missing; returns the names created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
     )
@@ -44,6 +49,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     **DLQ_TOPIC_CONFIG,
                     "min.insync.replicas": str(settings.kafka_min_insync_replicas),
                 },
+            ),
+            NewTopic(
+                settings.usage_topic,
+                settings.usage_partitions,
+                settings.kafka_replication_factor,
+                topic_configs=USAGE_TOPIC_CONFIG,
             ),
         ]
         missing = [t for t in wanted if t.name not in existing]

@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     check_fast_lane: bool = True
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
+    # Usage of access (issue 11, docs/usage.md): credited by every allowed decision, flushed
+    # by each API worker to usage_topic, folded into Cassandra by the processor.
+    usage_enabled: bool = True
+    usage_topic: str = "permstore.usage"
+    usage_partitions: int = Field(default=8, ge=1, le=1024)
+    usage_flush_seconds: float = Field(default=5.0, gt=0, le=10)
+    usage_max_entries: int = Field(default=100_000, ge=100, le=10_000_000)
+    usage_kafka_bootstrap: str | None = None
+    usage_retention_days: int = Field(default=400, ge=1, le=3660)
+    # Shifts the clock of usage recording and findings only (tests make grants look old with
+    # it); 0 outside tests, and never applied to check decisions.
+    usage_clock_offset_seconds: float = Field(default=0.0, ge=-(86_400 * 3660), le=86_400 * 3660)
     # Where deploy/localstack.py keeps its generated passwords (`<local_dir>/secrets`).
     local_dir: Path = LOCAL_DIR
     # A generation to serve or write instead of the active one (a rebuild's processor).

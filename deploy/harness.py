@@ -34,6 +34,7 @@ def namespace_env(name: str) -> dict[str, str]:
     return {
         "PERMSTORE_EVENTS_TOPIC": f"permstore.{name}.events",
         "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
+        "PERMSTORE_USAGE_TOPIC": f"permstore.{name}.usage",
         "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
         "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
     }
@@ -45,6 +46,7 @@ def namespace_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         "kafka_bootstrap": env.get("PERMSTORE_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
         "events_topic": env["PERMSTORE_EVENTS_TOPIC"],
         "dlq_topic": env["PERMSTORE_DLQ_TOPIC"],
+        "usage_topic": env.get("PERMSTORE_USAGE_TOPIC", "permstore.usage"),
         "cassandra_keyspace": env["PERMSTORE_CASSANDRA_KEYSPACE"],
         "processor_group": env["PERMSTORE_PROCESSOR_GROUP"],
     }

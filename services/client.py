@@ -339,6 +339,20 @@ class PermstoreClient:
         }
         return self._page(path, "events", params)
 
+    def unused_findings_page(
+        self,
+        tenant: str,
+        *,
+        days: int,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """One page of unused-access findings over a window of days (contract section 7)."""
+        path = f"/v1/tenants/{quote(tenant, safe='')}/findings/unused"
+        params = {"days": days, "kind": kind, "cursor": cursor, "limit": limit}
+        return self._page(path, "findings", params)
+
 
 class AsyncPermstoreClient:
     """Asyncio client for services on the hot path. Use `async with` or call aclose()."""

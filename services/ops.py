@@ -236,7 +236,11 @@ def drop_data(settings: Settings) -> None:
         )
         await admin.start()
         try:
-            names = set(await admin.list_topics()) & {settings.events_topic, settings.dlq_topic}
+            names = set(await admin.list_topics()) & {
+                settings.events_topic,
+                settings.dlq_topic,
+                settings.usage_topic,
+            }
             if names:
                 await admin.delete_topics(sorted(names))
             for _ in range(150):  # the broker deletes topics asynchronously

@@ -17,6 +17,7 @@ from adapters.logging import configure_logging
 from adapters.settings import Settings
 from streams.app import build_app
 from streams.processor import BatchProcessor, DeadLetterSink
+from streams.usage_agent import register_usage_agent
 
 log = structlog.get_logger("permstore.processor")
 
@@ -43,6 +44,7 @@ def main() -> None:
         return BatchProcessor(writer, sink, settings.tenant_cache_entries)
 
     app = build_app(settings, settings.group_for(generation), make_processor)
+    register_usage_agent(app, settings, session)
     if not pinned:
 
         async def follow_active_generation() -> None:

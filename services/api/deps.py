@@ -14,6 +14,7 @@ from adapters.settings import Settings
 from services.api.errors import ApiError
 from services.api.middleware import RateLimiter
 from services.api.publisher import EventPublisher
+from services.api.usage import UsageRecorder
 from services.auth import AuthenticationError, Authenticator, Caller, Scope
 
 log = structlog.get_logger("permstore.api")
@@ -28,6 +29,7 @@ class Services:
     publisher: EventPublisher | None
     authenticator: Authenticator
     rate_limiter: RateLimiter
+    usage: UsageRecorder | None = None
 
 
 async def get_services(request: Request) -> Services:

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters.cassandra import connect
 from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
 from adapters.cassandra_layout.reader import ViewReader
+from adapters.cassandra_layout.usage_reader import UsageStore
 from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
@@ -31,6 +32,7 @@ from adapters.settings import Settings
 from services.api.deps import Services
 from services.api.errors import install_error_handlers
 from services.api.fast_lane import CheckFastLane
+from services.api.findings_routes import router as findings_router
 from services.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -39,6 +41,7 @@ from services.api.middleware import (
 )
 from services.api.publisher import EventPublisher
 from services.api.routes import router
+from services.api.usage import UsageRecorder
 from services.auth_settings import AuthSettings, build_authenticator
 
 log = structlog.get_logger("permstore.api")
@@ -122,18 +125,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher=publisher,
         authenticator=build_authenticator(AuthSettings()),
         rate_limiter=RateLimiter(settings.rate_limit_per_second),
+        usage=UsageRecorder(settings),
     )
     app.state.services = services
+    app.state.usage_store = UsageStore(session, settings.cassandra_keyspace)
     app.state.readiness = Readiness(services, probe)
     log.info("api.start", generation=generation, pid=os.getpid())
     # Modules, models and clients live as long as the process: leaving them out of the cycle
     # collector's full passes keeps those pauses, a check's worst latency, short.
     gc.freeze()
     watcher = asyncio.create_task(follow_active_generation(services, session))
+    assert services.usage is not None
+    await services.usage.start()
     try:
         yield
     finally:
         watcher.cancel()
+        await services.usage.stop()
         await probe.close()
         await publisher.stop()
         await asyncio.to_thread(cluster.shutdown)
@@ -181,6 +189,7 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(findings_router)
 
     @app.get(
         "/healthz",

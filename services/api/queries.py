@@ -148,6 +148,8 @@ async def answer_check(
     reasons = decide_from_rows(body.principal, rows, now_micros())
     [reasons] = await with_membership_chains(reader, body.tenant, point, [reasons])
     count_decisions([reasons])
+    if services.usage is not None:
+        services.usage.record(body.tenant, [body], [reasons])
     return json_response(check_payload(encode_token(body.tenant, point), reasons))
 
 
@@ -170,6 +172,8 @@ async def answer_batch(
     ]
     answers = await with_membership_chains(reader, body.tenant, point, decided)
     count_decisions(answers)
+    if services.usage is not None:
+        services.usage.record(body.tenant, body.checks, answers)
     return json_response(batch_payload(encode_token(body.tenant, point), answers))
 
 

@@ -35,6 +35,8 @@ OPERATIONS = [
     ("GET", "/v1/tenants/{tenant}/audit/events"),
     ("GET", "/v1/tenants/{tenant}/audit/check"),
     ("GET", "/v1/tenants/{tenant}/freshness"),
+    ("GET", "/v1/tenants/{tenant}/findings/unused"),
+    ("GET", "/v1/tenants/{tenant}/principals/{principal}/usage"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -42,6 +42,7 @@ def kafka(test_env: StackEnvironment) -> Settings:
         kafka_security_protocol=env.get("PERMSTORE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
         events_topic=env["PERMSTORE_EVENTS_TOPIC"],
         dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
+        usage_topic=env["PERMSTORE_USAGE_TOPIC"],
         processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
     )
     if settings.kafka_security_protocol == "PLAINTEXT":
@@ -131,6 +132,19 @@ def test_processor_reads_events_but_cannot_publish_them(kafka: Settings) -> None
     assert bounded(lambda: consume_as(kafka, "processor", kafka.events_topic)) >= 0
     with pytest.raises(TopicAuthorizationFailedError):
         bounded(lambda: produce_as(kafka, "processor", kafka.events_topic))
+
+
+def test_usage_topic_is_written_by_the_api_and_read_by_the_processor(kafka: Settings) -> None:
+    """Usage records flow API -> processor only: the API cannot read them back, the processor
+    cannot forge them, the upstream publisher has no access at all."""
+    assert bounded(lambda: produce_as(kafka, "api", kafka.usage_topic)) >= 0
+    assert bounded(lambda: consume_as(kafka, "processor", kafka.usage_topic)) >= 0
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: consume_as(kafka, "api", kafka.usage_topic))
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "processor", kafka.usage_topic))
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "publisher", kafka.usage_topic))
 
 
 def test_wrong_password_is_refused(kafka: Settings) -> None:

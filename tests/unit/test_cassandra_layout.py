@@ -22,8 +22,11 @@ from schemas.events import AddMemberEvent, DefineRoleEvent, Event, GrantEvent
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = REPO / "adapters" / "cassandra_layout"
-# Role provisioning of the local servers and their readiness probe are deployment, not layout.
-DEPLOYMENT = {REPO / "deploy" / "cassandra_roles.py", REPO / "deploy" / "readiness.py"}
+# Role provisioning of the local servers (single node and cluster) and their readiness probe
+# are deployment, not layout.
+DEPLOYMENT = {
+    REPO / "deploy" / name for name in ("cassandra_roles.py", "cluster_auth.py", "readiness.py")
+}
 CQL = re.compile(
     r"\b(SELECT .+ FROM|INSERT INTO|DELETE (FROM|\w+\[)|UPDATE \S+ (USING|SET)|"
     r"CREATE (TABLE|KEYSPACE)|DROP (TABLE|KEYSPACE)|GRANT \w+ ON|TRUNCATE)\b"

@@ -79,7 +79,8 @@ def test_faust_credentials_use_scram(local: Path) -> None:
 
 
 def test_acl_table_is_least_privilege() -> None:
-    """Only the processor reads the log, only it writes the DLQ, nobody else gets anything."""
+    """Only the processor reads the log and usage, only it writes the DLQ, the API writes
+    events and usage, nobody else gets anything."""
     settings = Settings(events_topic="permstore.x.events", dlq_topic="permstore.x.events.dlq")
     grants = {
         (a.principal.removeprefix("User:permstore_"), a.resource, a.name, a.pattern, a.operation)
@@ -90,11 +91,13 @@ def test_acl_table_is_least_privilege() -> None:
     assert {g[0] for g in grants} == {"processor", "api", "publisher"}
     assert {g for g in grants if g[4] == Operation.READ} == {
         ("processor", topic, events, lit, Operation.READ),
+        ("processor", topic, settings.usage_topic, lit, Operation.READ),
         ("processor", Resource.GROUP, group, Pattern.PREFIXED, Operation.READ),
     }
     assert {(g[0], g[2]) for g in grants if g[4] == Operation.WRITE} == {
         ("processor", dlq),
         ("api", events),
+        ("api", settings.usage_topic),
         ("publisher", events),
     }
     assert all(g[3] == lit for g in grants if g[1] == topic)
