@@ -39,6 +39,7 @@ from services.api.publisher import EventPublisher
 from services.api.reader import ViewReader
 from services.api.routes import router
 from services.auth_settings import AuthSettings, build_authenticator
+from services.console.routes import install_console
 
 log = structlog.get_logger("permstore.api")
 
@@ -191,6 +192,8 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(router)
+    # The web console (/console): its own package, sharing this app's services and headers.
+    install_console(app)
 
     @app.get(
         "/healthz",
