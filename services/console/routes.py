@@ -229,7 +229,7 @@ def render(
         tenant=ctx.tenant if ctx else None,
         csrf=ctx.session.csrf if ctx else context.get("csrf", ""),
         scopes=sorted(s.value for s in ctx.caller.scopes) if ctx else [],
-        page=name.removesuffix(".html"),
+        nav=name.removesuffix(".html"),
     )
     started = time.perf_counter()
     response = templates.TemplateResponse(request, name, context, status_code=status)
@@ -504,17 +504,16 @@ async def _nearest(ctx: Ctx, principal: str, resource: str, action: str) -> tupl
 async def who(request: Request) -> Response:
     """Every user and service that may act on a resource, paged."""
     ctx = await allowed(request, Scope.CHECK)
-    resource, action, cursor = (
-        opt(request, "resource"),
-        opt(request, "action"),
-        opt(request, "cursor"),
-    )
+    resource, action = opt(request, "resource"), opt(request, "action")
+    cursor = opt(request, "cursor")
+    size = opt(request, "limit") or str(PAGE)
+    limit = int(size) if size.isdigit() and 1 <= int(size) <= 200 else PAGE
     page = None
     errors: dict[str, str] = {}
     if resource is not None:
         try:
             page = await queries.who_can(
-                ctx.services, ctx.caller, ctx.tenant, resource, action, cursor, PAGE
+                ctx.services, ctx.caller, ctx.tenant, resource, action, cursor, limit
             )
         except InvalidInputError as exc:
             errors = exc.errors
@@ -523,6 +522,7 @@ async def who(request: Request) -> Response:
         ctx,
         "who.html",
         form={"resource": resource or "", "action": action or ""},
+        limit=limit if limit != PAGE else None,
         page=page,
         errors=errors,
     )
