@@ -150,6 +150,15 @@ class Published:
     applied: bool
 
 
+def validation_errors(event: dict[str, Any]) -> dict[str, str]:
+    """What the API's rules say about one event, field by field (empty when valid)."""
+    try:
+        EventBatch.model_validate({"events": [event]})
+    except ValidationError as exc:
+        return _field_errors(exc).errors
+    return {}
+
+
 async def publish(
     request: Request, services: Services, caller: Caller, event: dict[str, Any]
 ) -> Published:

@@ -782,7 +782,10 @@ async def change(request: Request) -> Response:
         else:
             fields[name] = values[name]
     published = None
-    if not errors:
+    if errors:
+        # Show every field's problem at once, not the reason first and the rest next time.
+        errors = {**queries.validation_errors(_complete(ctx, fields, "-")), **errors}
+    else:
         try:
             published = await queries.publish(
                 request, ctx.services, ctx.caller, _complete(ctx, fields, values["reason"])
