@@ -9,10 +9,10 @@ import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, sync_playwright
 
 from tests.e2e.helpers import (
     TokenFactory,
@@ -25,14 +25,11 @@ from tests.e2e.helpers import (
     sync,
 )
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = Any
-
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "docs" / "console"
-LAPTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
+LAPTOP: ViewportSize = {"width": 1280, "height": 860}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def chromium_executable() -> str:
@@ -57,10 +54,10 @@ def chromium_executable() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     """One headless chromium for the module (no browser download: the system's own)."""
     executable = chromium_executable()
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         launched = driver.chromium.launch(
             executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"]
         )
@@ -69,7 +66,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
+def page(browser: Browser) -> Iterator[Page]:
     """A fresh browser context (no cookies) with a laptop-sized page."""
     context = browser.new_context(viewport=LAPTOP)
     opened = context.new_page()
@@ -124,7 +121,7 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def submit(page: Page, button: Any) -> None:
+def submit(page: Page, button: Locator) -> None:
     """Click a form's button and wait for the page it leads to."""
     with page.expect_navigation():
         button.click()
@@ -289,7 +286,7 @@ def test_csrf_and_scope_refusals(
         assert response is not None and response.status == 403, path
         assert "scope" in page.locator("main").inner_text()
     page.goto(f"{api_url}/console/access")
-    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
     event = {"type": "grant", "principal": "user:x", "resource": "a:b", "permission": "read"}
     refused = page.request.post(
         f"{api_url}/console/changes", form={**event, "csrf": csrf, "reason": "r"}
@@ -305,6 +302,14 @@ def test_csrf_and_scope_refusals(
     assert forged.status == 403 and "CSRF" in forged.text()
     missing = page.request.post(f"{api_url}/console/changes", form={**event, "reason": "r"})
     assert missing.status == 403
+    page.goto(f"{api_url}/console/changes")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    elsewhere = page.request.post(
+        f"{api_url}/console/changes",
+        form={**event, "csrf": csrf, "reason": "r"},
+        headers={"Origin": "http://attacker.example"},
+    )
+    assert elsewhere.status == 403 and "CSRF" in elsewhere.text()
 
 
 def test_other_tenants_are_unreachable(
@@ -318,7 +323,7 @@ def test_other_tenants_are_unreachable(
     page.goto(f"{api_url}/console/audit")
     assert "No recorded event" in page.locator("main").inner_text()
     # The session's tenant cannot be switched by a tenant-bound token.
-    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
     moved = page.request.post(f"{api_url}/console/tenant", form={"csrf": csrf, "tenant": other})
     assert moved.status == 422 and f"tenant {tenant} only" in moved.text()
     # Nor chosen at sign-in.

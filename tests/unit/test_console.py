@@ -241,3 +241,37 @@ def test_templates_carry_no_inline_script_or_style() -> None:
     for path in folder.glob("*.html"):
         text = path.read_text()
         assert "<script" not in text and "style=" not in text and "<style" not in text, path
+
+
+# --- the trusted identity proxy -------------------------------------------------------------
+
+
+def proxied_request(client: str, headers: dict[str, str]) -> Any:
+    """A bare request from client with headers."""
+    from starlette.requests import Request
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/console/access",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": (client, 5000),
+        "query_string": b"",
+    }
+    return Request(scope)
+
+
+def test_proxy_identity_is_off_by_default_and_trusted_only_from_the_proxy() -> None:
+    from services.console.routes import _proxy_caller
+
+    header = {"X-Forwarded-Email": "alice@example.com"}
+    assert _proxy_caller(proxied_request("127.0.0.1", header), ConsoleSettings()) is None
+    on = ConsoleSettings(
+        proxy_header="X-Forwarded-Email", proxy_tenant="acme", proxy_scopes="check,audit"
+    )
+    caller = _proxy_caller(proxied_request("127.0.0.1", header), on)
+    assert caller is not None
+    assert caller.subject == "user:alice@example.com" and caller.tenant == "acme"
+    assert {s.value for s in caller.scopes} == {"check", "audit"}
+    assert _proxy_caller(proxied_request("10.9.9.9", header), on) is None
+    assert _proxy_caller(proxied_request("127.0.0.1", {}), on) is None
