@@ -9,6 +9,7 @@ from typing import Any
 
 WEEK = timedelta(days=7)
 MAX_WEEKS = 52
+MIN_WEEKS = 12
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -33,7 +34,8 @@ class WeekCount:
 def grants_per_week(
     principal: str, timeline: Iterable[tuple[datetime, Mapping[str, Any]]], now: datetime
 ) -> list[WeekCount]:
-    """Grants the principal holds directly at the end of each week, from its first event.
+    """Grants the principal holds directly at the end of each week, from its first event
+    (or MIN_WEEKS back, whichever is earlier; MAX_WEEKS at most).
 
     The timeline is the principal's recorded events, oldest first; a grant counts while it
     exists and has not expired (contract section 3), judged at each week's end.
@@ -41,8 +43,9 @@ def grants_per_week(
     events = [(at, e) for at, e in timeline]
     if not events:
         return []
-    first = week_start(events[0][0])
     current = week_start(now)
+    # At least MIN_WEEKS bars, so a new principal's plot still reads as a timeline.
+    first = min(week_start(events[0][0]), current - WEEK * (MIN_WEEKS - 1))
     weeks = []
     start = max(first, current - WEEK * (MAX_WEEKS - 1))
     held: dict[tuple[str, str], datetime | None] = {}
@@ -101,6 +104,7 @@ def bar_plot(weeks: Sequence[WeekCount], width: int = 640, height: int = 180) ->
     peak = max((w.held for w in weeks), default=0)
     scale = (height - bottom - top) / peak if peak else 0.0
     slot = (width - left) / max(len(weeks), 1)
+    bar_width = min(slot * 0.8, 40.0)
     bars = []
     ticks = []
     for i, item in enumerate(weeks):
@@ -108,9 +112,9 @@ def bar_plot(weeks: Sequence[WeekCount], width: int = 640, height: int = 180) ->
         label = item.week.strftime("%Y-%m-%d")
         bars.append(
             Bar(
-                x=round(left + i * slot + slot * 0.1, 1),
+                x=round(left + i * slot + (slot - bar_width) / 2, 1),
                 y=round(height - bottom - h, 1),
-                width=round(slot * 0.8, 1),
+                width=round(bar_width, 1),
                 height=round(h, 1),
                 label=label,
                 value=item.held,
