@@ -127,7 +127,33 @@ def run(options: Options) -> ScenarioReport:
             "findings": "/console/findings",
             "changes": "/console/changes",
         }
+        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        # The same reads as JSON from the API, for scale: the machine is shared and loaded.
+        api_reads = {
+            "api: permissions JSON": f"/v1/tenants/{TENANT}/principals/{me}/permissions",
+            "api: who-can JSON": f"/v1/tenants/{TENANT}/resources/doc:1%2Fd0/principals",
+            "api: audit events JSON": f"/v1/tenants/{TENANT}/audit/events?principal={me}",
+            "api: audit check JSON": (
+                f"/v1/tenants/{TENANT}/audit/check?principal=user:u1&action=read"
+                f"&resource=doc:1/d0&at={at}"
+            ),
+        }
         results: JsonDict = {}
+        with httpx.Client(
+            base_url=stack.api.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as api:
+            for name, path in api_reads.items():
+                assert api.get(path).status_code == 200, path
+                samples = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    api.get(path).raise_for_status()
+                    samples.append(time.perf_counter() - started)
+                results[name] = latency_summary_ms(samples)
+                say(f"console: {name}: {results[name]}")
+                report.rows.append(
+                    Row(f"{name}, p50", results[name]["p50"], "ms", note="reference, no floor")
+                )
         with httpx.Client(base_url=stack.api.url, timeout=60) as browser:
             sign_in(browser, token)
             for name, path in pages.items():

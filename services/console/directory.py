@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -50,20 +50,29 @@ class Directory:
         return sorted(str(r[0]).split(_SEP, 1)[1] for r in rows)
 
     async def members(self, tenant: str, group: str) -> tuple[list[Member], bool]:
-        """Direct and nested members (breadth first, each once); True when cut short."""
+        """Direct and nested members (breadth first, each once); True when cut short.
+
+        The groups of one level are read concurrently, so a page costs one round trip per
+        level of nesting rather than one per group.
+        """
         found: dict[str, Member] = {}
-        queue: deque[tuple[str, int]] = deque([(group, 1)])
+        level = [group]
         expanded = {group}
-        while queue:
-            current, depth = queue.popleft()
-            for member in await self.direct_members(tenant, current):
-                if member not in found and member != group:
-                    found[member] = Member(member, current, depth)
-                if member.startswith("group:") and member not in expanded:
-                    if len(expanded) >= MAX_NESTED_GROUPS:
-                        return sorted(found.values(), key=_order), True
-                    expanded.add(member)
-                    queue.append((member, depth + 1))
+        depth = 1
+        while level:
+            lists = await asyncio.gather(*(self.direct_members(tenant, g) for g in level))
+            following: list[str] = []
+            for current, listed in zip(level, lists, strict=True):
+                for member in listed:
+                    if member not in found and member != group:
+                        found[member] = Member(member, current, depth)
+                    if member.startswith("group:") and member not in expanded:
+                        if len(expanded) >= MAX_NESTED_GROUPS:
+                            return sorted(found.values(), key=_order), True
+                        expanded.add(member)
+                        following.append(member)
+            level = following
+            depth += 1
         return sorted(found.values(), key=_order), False
 
     async def roles(self, tenant: str) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,12 @@ from tests.e2e.helpers import (
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / "docs" / "console"
+# The README's screenshots are refreshed on request only, so `make test` leaves the tree clean.
+SHOTS = (
+    REPO / "docs" / "console"
+    if os.environ.get("PERMSTORE_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / f"permstore-console-{os.getpid()}"
+)
 LAPTOP: ViewportSize = {"width": 1280, "height": 860}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
