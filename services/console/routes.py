@@ -170,7 +170,10 @@ async def signed_in(request: Request) -> Ctx:
 
 async def allowed(request: Request, scope: Scope) -> Ctx:
     """The caller, refused (403, logged) unless it holds scope on the session's tenant."""
-    ctx = await signed_in(request)
+    return _holding(request, await signed_in(request), scope)
+
+
+def _holding(request: Request, ctx: Ctx, scope: Scope) -> Ctx:
     why = ctx.caller.denial_reason(ctx.tenant, scope)
     if why is not None:
         log.warning(
@@ -206,7 +209,7 @@ async def posted(request: Request, scope: Scope) -> tuple[Ctx, FormData]:
     ):
         log.warning("console.csrf_refused", subject=ctx.caller.subject, path=request.url.path)
         raise RefusedError(403, "Form expired", "This form is not valid (CSRF check). Reload it.")
-    return await allowed(request, scope), form
+    return _holding(request, ctx, scope), form
 
 
 def text(form: FormData | dict[str, Any], name: str) -> str:

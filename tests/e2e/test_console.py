@@ -3,10 +3,12 @@ against the real stack: sign-in, every page and form, refusals, screenshots."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -158,6 +160,8 @@ def test_console_pages_and_forms(
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     assert token not in cookie["value"] and token.split(".")[1] not in cookie["value"]
     assert page.evaluate("document.cookie") == ""
+    token_expiry = time.time() + 3600  # the fixture's tokens live one hour
+    assert abs(cookie["expires"] - token_expiry) < 120, (cookie["expires"], token_expiry)
 
     # My access: both paths, the role's actions, the expiry, searchable.
     body = page.locator("main").inner_text()
@@ -245,6 +249,35 @@ def test_console_pages_and_forms(
     assert "applied" in page.locator("#published").inner_text()
     page.goto(f"{api_url}/console/access?q=report")
     assert "report:q1" not in page.locator("main").inner_text()
+
+    # The Findings revocation form applies selected recommendations (confirmed, with a
+    # reason), whatever lists them; driven directly while no findings service is built in.
+    page.goto(f"{api_url}/console/changes")
+    change(page, "grant", "TICKET-44", principal=me, resource="report:q2", permission="read")
+    assert "applied" in page.locator("#published").inner_text()
+    page.goto(f"{api_url}/console/findings")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    recommendation = json.dumps(
+        {"type": "revoke", "principal": me, "resource": "report:q2", "permission": "read"}
+    )
+    unconfirmed = page.request.post(
+        f"{api_url}/console/findings/revoke",
+        form={"csrf": csrf, "finding": recommendation, "reason": "unused 90 days"},
+    )
+    assert unconfirmed.status == 422
+    revoked = page.request.post(
+        f"{api_url}/console/findings/revoke",
+        form={
+            "csrf": csrf,
+            "finding": recommendation,
+            "reason": "unused 90 days",
+            "confirm": "yes",
+        },
+    )
+    assert revoked.ok and "1 revocation(s) recorded" in revoked.text()
+    page.goto(f"{api_url}/console/audit?resource=report:q2")
+    timeline = page.locator("#timeline").inner_text()
+    assert "revoke read on report:q2" in timeline and "unused" in timeline
 
     # Findings: says clearly that the data is not there yet.
     page.goto(f"{api_url}/console/findings")
