@@ -54,6 +54,12 @@ def _banner(port: int) -> None:
         '{"tenant":"acme","principal":"user:alice","resource":"doc:acme/eng/spec-1",'
         '"action":"read"}'
     )
+    # A separate token for the link: the console exchanges it once for a session cookie.
+    link_token = build_issuer(AuthSettings()).issue(
+        "user:dev", "*", "check,write,audit,admin", timedelta(hours=12)
+    )
+    _say(f"console:    {url}/console/signin/link?token={link_token}&tenant=acme")
+    _say("            (one-time sign-in link for user:dev on tenant acme; operators may switch)")
     _say(f"API docs:   {url}/docs   (OpenAPI: {url}/openapi.json)")
     _say(f"health:     {url}/healthz   ready: {url}/readyz   metrics: {url}/metrics")
     _say("dev token (tenant *, all scopes, 12 h):")

@@ -43,6 +43,7 @@ from services.api.publisher import EventPublisher
 from services.api.routes import router
 from services.api.usage import UsageRecorder
 from services.auth_settings import AuthSettings, build_authenticator
+from services.console.routes import install_console
 
 log = structlog.get_logger("permstore.api")
 
@@ -190,6 +191,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(findings_router)
+    # The web console (/console): its own package, sharing this app's services and headers.
+    install_console(app)
 
     @app.get(
         "/healthz",

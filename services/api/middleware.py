@@ -32,6 +32,12 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# The console's pages load only their own stylesheet: no inline script or style anywhere.
+CONSOLE_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    b"base-uri 'none'; frame-ancestors 'none'",
+)
 
 
 async def _send_error(send: Send, status: int, code: str, message: str, headers: list[Any]) -> None:
@@ -110,12 +116,15 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         is_docs = scope["path"].startswith(("/docs", "/redoc"))
+        is_console = scope["path"].startswith("/console")
 
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend(SECURITY_HEADERS)
-                if not is_docs:
+                if is_console:
+                    headers.append(CONSOLE_CSP)
+                elif not is_docs:
                     headers.append(API_CSP)
                 message["headers"] = headers
             await send(message)

@@ -1,0 +1,1 @@
+"""The web console: server-rendered pages for people, served by the API process at /console."""
