@@ -1,6 +1,8 @@
-"""Guards: a FastAPI dependency and a decorator for plain functions, denying with reasons."""
+"""Guards: a FastAPI dependency and a decorator for plain functions, denying with reasons.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: FastAPI reads the dependencies' annotations at
+runtime, and fastapi is imported inside the functions (it is an optional extra).
+"""
 
 import functools
 import inspect
