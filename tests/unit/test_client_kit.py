@@ -28,6 +28,7 @@ from permstore_client.testing import (
     PermstoreASGI,
     fake_async_client,
     fake_client,
+    mock_transport,
     serve_in_thread,
 )
 
@@ -112,7 +113,7 @@ def test_other_errors_are_not_retried() -> None:
 def test_write_token_is_carried_to_the_next_read_unless_opted_out() -> None:
     store = InMemoryPermstore()
     bodies: list[dict[str, object]] = []
-    inner = fake_client(store).__dict__["_http"]._transport
+    inner = mock_transport(store)
 
     def spy(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/check":

@@ -1,8 +1,9 @@
 """pytest plugin (entry point `pytest11`): fixtures for testing code that asks permstore.
 
-By default every test gets a fresh in-memory permstore. With PERMSTORE_URL and PERMSTORE_TOKEN
-set (an operator token, tenant `*`, with scopes check,write,audit), the same fixtures talk to a
-real permstore instead, each test in a tenant of its own, so one suite proves both.
+By default every test gets a fresh in-memory permstore. With PERMSTORE_TEST_URL and
+PERMSTORE_TEST_TOKEN set (an operator token, tenant `*`, scopes check,write,audit), the same
+fixtures talk to a real permstore instead, each test in a tenant of its own, so one suite proves
+both. (Not PERMSTORE_URL: the CLI's variable must not switch a developer's tests by surprise.)
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ ACTOR = "service:pytest"
 
 
 def real_url() -> str | None:
-    """The real permstore the fixtures use, if PERMSTORE_URL is set."""
-    return os.environ.get("PERMSTORE_URL") or None
+    """The real permstore the fixtures use, if PERMSTORE_TEST_URL is set."""
+    return os.environ.get("PERMSTORE_TEST_URL") or None
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def permstore_fake() -> InMemoryPermstore | None:
 @pytest.fixture
 def permstore_tenant() -> str:
     """The tenant of this test: fixed for the fake, fresh per test on a real permstore."""
-    return os.environ.get("PERMSTORE_TENANT") or (
+    return os.environ.get("PERMSTORE_TEST_TENANT") or (
         f"t{uuid.uuid4().hex[:12]}" if real_url() else "test"
     )
 
@@ -65,7 +66,9 @@ def permstore_async_factory(
             return AsyncPermstoreClient(
                 "http://permstore.test", "fake", transport=mock_transport(permstore_fake), **common
             )
-        return AsyncPermstoreClient(str(real_url()), os.environ.get("PERMSTORE_TOKEN"), **common)
+        return AsyncPermstoreClient(
+            str(real_url()), os.environ.get("PERMSTORE_TEST_TOKEN"), **common
+        )
 
     return make
 
@@ -87,7 +90,7 @@ def permstore(
             "http://permstore.test", "fake", transport=mock_transport(permstore_fake), **common
         )
     else:
-        client = PermstoreClient(str(real_url()), os.environ.get("PERMSTORE_TOKEN"), **common)
+        client = PermstoreClient(str(real_url()), os.environ.get("PERMSTORE_TEST_TOKEN"), **common)
     with client:
         yield client
 
