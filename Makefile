@@ -13,12 +13,13 @@ help:
 	@echo "make bench  - run the benchmarks against running servers"
 	@echo "make down   - stop the local Kafka and Cassandra"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "permstore needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
 	@echo "[permstore] creating virtualenv $(VENV) and installing the project"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
 venv: $(STAMP)
