@@ -87,11 +87,7 @@ def test_expiry_and_batch_in_request_order(ps: PermstoreClient) -> None:
 def test_listing_pages_yield_every_item_once(ps: PermstoreClient) -> None:
     ps.publish(
         [
-            ps._requests.event(
-                "grant",
-                None,
-                {"principal": "user:p", "resource": f"doc:d{i}", "permission": "read"},
-            )
+            ps.make_event("grant", principal="user:p", resource=f"doc:d{i}", permission="read")
             for i in range(7)
         ]
     )
@@ -156,7 +152,7 @@ def test_bad_input_is_a_typed_error_naming_the_field(ps: PermstoreClient) -> Non
         ps.check("user:alice", "doc:x", "read", at_least="not-a-token")
     assert token.value.status == 400
     with pytest.raises(InvalidRequestError) as event:
-        ps.publish([{"event_id": "e1", "tenant": ps._requests.tenant_of(None), "type": "grant"}])
+        ps.publish([{"event_id": "e1", "tenant": ps.tenant, "type": "grant"}])
     assert event.value.status == 422
 
 

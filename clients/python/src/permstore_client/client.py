@@ -126,6 +126,15 @@ class PermstoreClient:
         """POST 1-500 events of one tenant; the token is kept for read-your-writes."""
         return WriteResult.model_validate(self._send(self._requests.publish(events)))
 
+    @property
+    def tenant(self) -> str | None:
+        """The default tenant of calls that name none."""
+        return self._requests.tenant
+
+    def make_event(self, kind: str, *, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A complete, validated event of kind (id, tenant, actor, time filled in) to publish."""
+        return self._requests.event(kind, tenant, fields)
+
     def _write(self, kind: str, tenant: str | None, **fields: Any) -> WriteResult:
         return self.publish([self._requests.event(kind, tenant, fields)])
 
@@ -504,6 +513,15 @@ class AsyncPermstoreClient:
     async def publish(self, events: Sequence[Mapping[str, Any] | Event]) -> WriteResult:
         """POST 1-500 events of one tenant; the token is kept for read-your-writes."""
         return WriteResult.model_validate(await self._send(self._requests.publish(events)))
+
+    @property
+    def tenant(self) -> str | None:
+        """The default tenant of calls that name none."""
+        return self._requests.tenant
+
+    def make_event(self, kind: str, *, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A complete, validated event of kind (id, tenant, actor, time filled in) to publish."""
+        return self._requests.event(kind, tenant, fields)
 
     async def _write(self, kind: str, tenant: str | None, **fields: Any) -> WriteResult:
         return await self.publish([self._requests.event(kind, tenant, fields)])
