@@ -54,12 +54,18 @@ def run_example(python: Path, env: dict[str, str]) -> subprocess.CompletedProces
 
 def test_the_kit_installs_without_server_dependencies(fresh_venv: Path) -> None:
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
+    # cwd outside the checkout: `python -c` puts the working directory on sys.path
+    away = fresh_venv.parents[2]
     found = subprocess.run(
-        [str(fresh_venv), "-c", probe, *SERVER_ONLY], capture_output=True, text=True, check=True
+        [str(fresh_venv), "-c", probe, *SERVER_ONLY],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=away,
     )
     assert found.stdout.strip() == "[]"
     core = "from permstore_client._core import projector; print(projector.__name__)"
-    shown = subprocess.run([str(fresh_venv), "-c", core], capture_output=True, text=True)
+    shown = subprocess.run([str(fresh_venv), "-c", core], capture_output=True, text=True, cwd=away)
     assert shown.stdout.strip() == "permstore_client._core.projector", shown.stderr
     assert (fresh_venv.parent / "permstore-dev").exists()
 
