@@ -16,12 +16,13 @@ help:
 	@echo "make cluster-down  - stop that cluster"
 	@echo "make test-cluster  - node-loss tests on the cluster (starts it if needed)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "permstore needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
 	@echo "[permstore] creating virtualenv $(VENV) and installing the project"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e ./clients/python
 	@touch $(STAMP)
 
 venv: $(STAMP)

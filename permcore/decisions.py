@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from permcore.identifiers import pattern_matches, role_of
-from permcore.projector import split_source
-from permcore.state import NEVER, TenantState, chain_to
+from .identifiers import pattern_matches, role_of
+from .projector import split_source
+from .state import NEVER, TenantState, chain_to
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from permcore.decisions import Reason, micros_to_rfc3339
-from permcore.projector import to_micros
-from permcore.state import NEVER
+from .decisions import Reason, micros_to_rfc3339
+from .projector import to_micros
+from .state import NEVER
 
 GRANT = "grant"
 MEMBERSHIP = "membership"

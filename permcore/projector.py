@@ -6,8 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from permcore.state import NEVER, TenantState
-from schemas.events import (
+from .events import (
     AddMemberEvent,
     DefineRoleEvent,
     DeleteRoleEvent,
@@ -16,6 +15,7 @@ from schemas.events import (
     RemoveMemberEvent,
     RevokeEvent,
 )
+from .state import NEVER, TenantState
 
 REMOVED = -1
 """Marker of a removed source in a view change (live expiries are NEVER or positive)."""

@@ -6,11 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from permcore.projector import to_micros
-from permcore.state import TenantState
-from schemas.events import Event
+from .events import Event
+from .projector import to_micros
+from .state import TenantState
 
 
 def fold_event(state: TenantState, event: Event) -> None:
@@ -56,11 +54,15 @@ def dump_state(state: TenantState) -> bytes:
         "members": [[group, member] for group, ms in state.members.items() for member in ms],
         "roles": {role: sorted(actions) for role, actions in state.roles.items()},
     }
+    import orjson  # lazy: only snapshots need it, so the client kit ships permcore without it
+
     return orjson.dumps(body)
 
 
 def load_snapshot(blob: bytes) -> TenantState:
     """Inverse of dump_state."""
+    import orjson
+
     body = orjson.loads(blob)
     state = TenantState(applied_offset=int(body["offset"]))
     for subject, pattern, permission, expires in body["grants"]:

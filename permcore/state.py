@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from permcore.identifiers import role_of
+from .identifiers import role_of
 
 NEVER = 0
 """Expiry value meaning the grant never expires (expiries are epoch microseconds)."""

@@ -1,7 +1,8 @@
 """The `permstore` command line as a package: one set of global options, one way to add a group.
 
 `commands` holds the root app and the API commands, `options` the shared options, `support` the
-configuration, errors and paging, `render` the tables, `ops` and `tokens` their command groups.
+configuration, errors and paging, `render` the tables; `ops`, `tokens`, `findings` and `dev` are
+command groups.
 """
 
 from services.cli.commands import app, split_actions

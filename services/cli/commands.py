@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.cli import findings, render, tokens
+from services.cli import dev, findings, render, tokens
 from services.cli import ops as ops_cli
 from services.cli.options import (
     EVENT,
@@ -80,7 +80,7 @@ app = _PermstoreApp(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Every command group registers itself the same way.
-for group in (tokens, ops_cli, findings):
+for group in (tokens, ops_cli, findings, dev):
     group.register(app)
 
 

@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel
 
 from adapters.kafka_lag import LagProbe
-from schemas import events
+from permcore import events
 from services.api import models
 from services.api.deps import Services
 from services.api.main import Readiness, create_app
