@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from permcore.closure import PathDelta
 from permcore.state import NEVER, TenantState
 from schemas.events import (
     AddMemberEvent,
@@ -199,38 +200,28 @@ def _add_member(state: TenantState, event: AddMemberEvent, effects: EventEffects
     group, member = event.group, event.member
     if state.has_member(group, member):
         return
-    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
-    state.add_member(group, member)
+    deltas = state.link(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), ""))
-    for holder, old_paths in before.items():
-        new_paths = state.paths_from(holder)
-        for subject in new_paths.keys() - old_paths.keys():
-            _emit_subject(state, holder, subject, effects, remove=False)
-        _emit_paths(holder, old_paths, new_paths, effects)
+    _emit_deltas(state, deltas, effects)
 
 
 def _remove_member(state: TenantState, event: RemoveMemberEvent, effects: EventEffects) -> None:
     group, member = event.group, event.member
     if not state.has_member(group, member):
         return
-    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
-    state.remove_member(group, member)
+    deltas = state.unlink(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), None))
-    for holder, old_paths in before.items():
-        new_paths = state.paths_from(holder)
-        for subject in old_paths.keys() - new_paths.keys():
-            _emit_subject(state, holder, subject, effects, remove=True)
-        _emit_paths(holder, old_paths, new_paths, effects)
+    _emit_deltas(state, deltas, effects)
 
 
-def _emit_paths(
-    holder: str, old: dict[str, str], new: dict[str, str], effects: EventEffects
-) -> None:
-    """Record where holder's membership paths changed (only groups the edge affected)."""
-    for group in sorted(old.keys() | new.keys()):
-        via = new.get(group)
-        if via != old.get(group):
-            effects.paths.append(PathChange(holder, group, via))
+def _emit_deltas(state: TenantState, deltas: list[PathDelta], effects: EventEffects) -> None:
+    """Path rows that changed, and the sources of every group a holder gained or lost."""
+    for delta in deltas:
+        if delta.old is None:
+            _emit_subject(state, delta.holder, delta.group, effects, remove=False)
+        elif delta.new is None:
+            _emit_subject(state, delta.holder, delta.group, effects, remove=True)
+        effects.paths.append(PathChange(delta.holder, delta.group, delta.new))
 
 
 def _emit_subject(
