@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "s4": "bench.scenarios.s4_rebuild",
     "s5": "bench.scenarios.s5_audit",
     "scaling": "bench.scenarios.scaling",
+    "s6": "bench.scenarios.s6_fairness",
 }
 
 

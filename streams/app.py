@@ -19,12 +19,14 @@ from streams.processor import (
     DeadLetter,
     DeadLetterSink,
     RawRecord,
-    handle_with_retry,
+    TenantLanes,
 )
 
 log = structlog.get_logger("permstore.processor")
 
-SHUTDOWN_GRACE_SECONDS = 10.0
+SHUTDOWN_GRACE_SECONDS = 5.0
+"""How long a stopping processor lets the pieces being written finish (then abandons them,
+unacked: a restart replays those events exactly)."""
 FAUST_DATA = Path(
     os.environ.get("PERMSTORE_FAUST_DATADIR")
     or Path(__file__).resolve().parent.parent / ".local" / "faust"
@@ -94,13 +96,24 @@ def build_app(
             )
 
     processor = make_processor(send_dead_letters)
+    lanes = TenantLanes(
+        processor,
+        send_dead_letters,
+        max_pending=settings.processor_max_pending,
+        max_batch=settings.processor_batch_size,
+    )
+    metrics.watch_lanes(lanes)
 
     async def project(stream: Any) -> None:
-        """Apply events in batches; offsets are acked only after a batch is fully written."""
-        async for events in stream.take_events(
-            settings.processor_batch_size, within=settings.processor_batch_seconds
-        ):
-            await _apply_shielded(processor, [to_raw(event.message) for event in events])
+        """Hand each record to its tenant's lane; a record is acked once its event is applied,
+        so the committed offset of a partition is its lowest record not yet applied."""
+        try:
+            async for event in stream.noack().events():
+                await lanes.submit(to_raw(event.message), _acker(event))
+        finally:
+            stopped = await asyncio.shield(lanes.stop(SHUTDOWN_GRACE_SECONDS))
+            if not stopped:
+                log.warning("shutdown.pieces_abandoned")
 
     async def report_lag() -> None:
         """Publish consumer lag per partition."""
@@ -126,15 +139,8 @@ def build_app(
     return app
 
 
-async def _apply_shielded(processor: BatchProcessor, records: list[RawRecord]) -> None:
-    """Finish the batch even if the worker is stopping; abandon it, uncommitted, if it can't."""
-    task = asyncio.ensure_future(handle_with_retry(processor, records))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_SECONDS)
-        if not done:
-            log.error("shutdown.batch_abandoned", records=len(records))
-            # Exiting now skips faust's final commit, so the batch is redelivered on restart.
-            os._exit(EXIT_ABANDONED)
-        raise
+def _acker(event: Any) -> Callable[[], None]:
+    def ack() -> None:
+        event.ack()
+
+    return ack
