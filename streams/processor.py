@@ -24,6 +24,7 @@ from streams.view_writer import ViewWriter
 log = structlog.get_logger("permstore.processor")
 
 SNAPSHOT_MIN_EVENTS = 5000
+PROGRESS_EVERY_SECONDS = 1.0
 PIECE_ROWS = 2000
 """Most view and path rows one piece of projection holds (the unit of work between yields)."""
 
@@ -85,6 +86,7 @@ class BatchProcessor:
         )
         # Events applied since each tenant's last snapshot (bounded; a lost count only delays).
         self._since_snapshot: LRUCache[str, int] = LRUCache(maxsize=100_000)
+        self._progress_stamped = 0.0
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
         """Apply one batch; raises if a write failed (the caller retries the whole batch)."""
@@ -187,12 +189,24 @@ class BatchProcessor:
                     break
                 await self._writer.write_all([(tenant, partition, piece)])
                 await self._applied(tenant, state, piece)
-                metrics.mark_progress()
+                await self._progress()
                 completed(piece)
         except BaseException:
             # The state ran ahead of what was persisted: the retry reloads it.
             self._states.pop(tenant, None)
             raise
+
+    async def _progress(self) -> None:
+        """Heartbeat after a written piece: the metric always, the store row once a second."""
+        metrics.mark_progress()
+        now = time.time()
+        if now - self._progress_stamped >= PROGRESS_EVERY_SECONDS:
+            self._progress_stamped = now
+            try:
+                await self._writer.write_progress(int(now * 1_000_000))
+            except Exception as exc:
+                # The stamp only informs readiness; a missed one must not fail the piece.
+                log.warning("progress.stamp_failed", error=type(exc).__name__)
 
     def forget_states(self) -> None:
         """Drop cached states: after a rebalance another processor may have advanced them."""
@@ -246,6 +260,12 @@ class TenantLanes:
         self._max_batch = max_batch
         self._max_backoff = max_backoff
         self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no tenant has work left."""
+        await self._idle.wait()
 
     async def submit(self, record: RawRecord, done: Callable[[], None]) -> None:
         """Queue one record behind its tenant's earlier ones (dead letters go out at once)."""
@@ -269,6 +289,7 @@ class TenantLanes:
             lane = self._lanes[tenant] = _Lane(record.partition)
         lane.partition = record.partition
         lane.queue.append((recorded, done))
+        self._idle.clear()
         if lane.task is None and not self._stopping:
             lane.task = asyncio.ensure_future(self._run(tenant, lane))
 
@@ -291,6 +312,8 @@ class TenantLanes:
             lane.task = None
             if not lane.queue and not lane.in_flight and self._lanes.get(tenant) is lane:
                 del self._lanes[tenant]
+            if not self._lanes:
+                self._idle.set()
 
     async def _apply_with_retry(self, tenant: str, lane: _Lane) -> None:
         attempt = 0

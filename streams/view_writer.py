@@ -17,6 +17,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from adapters.cassandra import execute
+from permcore.consistency import PROGRESS_KEY
 from permcore.projector import (
     EVENT_KIND,
     REMOVED,
@@ -314,6 +315,10 @@ class ViewWriter:
             batch.add(self._del_state, (ts, tenant, change.kind, change.key))
         else:
             batch.add(self._put_state, (tenant, change.kind, change.key, change.value, ts))
+
+    async def write_progress(self, now_us: int) -> None:
+        """Stamp the processor's progress row (see permcore.consistency.PROGRESS_KEY)."""
+        await execute(self._session, self._set_applied, (now_us, 0, -1, now_us, PROGRESS_KEY))
 
     async def write_snapshot(self, tenant: str, state: TenantState, recorded_at: int) -> int:
         """Store the state after its applied offset, for point-in-time answers; returns bytes.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import partial
 from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
@@ -20,12 +21,6 @@ from streams.view_writer import ViewWriter
 from tests.projection_sim import SimulatedViews, project_all, recorded
 from tests.strategies import histories, recorded_times
 from tests.unit.test_batch_processor import FlakyWriter, no_dead_letters, raw_records
-
-
-async def drain(lanes: TenantLanes) -> None:
-    """Wait until no tenant has work left."""
-    while lanes.pending():
-        await asyncio.sleep(0)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,8 +53,8 @@ def test_lanes_apply_every_tenant_in_order_and_ack_each_record_once(
 
         processor.apply_tenant = small_pieces  # type: ignore[method-assign]
         for record in records:
-            await lanes.submit(record, lambda record=record: acks.append(record))
-        await drain(lanes)
+            await lanes.submit(record, partial(acks.append, record))
+        await lanes.wait_idle()
 
     asyncio.run(run())
     assert sorted(r.offset for r in acks) == [r.offset for r in records]
@@ -105,20 +100,27 @@ def test_a_stuck_tenant_does_not_hold_back_another_in_its_partition() -> None:
         }
     )
     acked: list[int] = []
+    b_offsets = [r.offset for r in records if r.key == b"b"]
 
     async def run() -> None:
         writer = BlockingWriter("a")
         processor = BatchProcessor(cast(ViewWriter, writer), no_dead_letters, 10_000)
         lanes = TenantLanes(processor, no_dead_letters)
+        b_done = asyncio.Event()
+
+        def ack(offset: int) -> None:
+            acked.append(offset)
+            if set(b_offsets) <= set(acked):
+                b_done.set()
+
         for record in records:
-            await lanes.submit(record, lambda offset=record.offset: acked.append(offset))
-        for _ in range(200):
-            await asyncio.sleep(0)
-        b_offsets = [r.offset for r in records if r.key == b"b"]
+            await lanes.submit(record, partial(ack, record.offset))
+        # A liveness bound, not a timing: b must finish while a is still held.
+        await asyncio.wait_for(b_done.wait(), 60)
         assert sorted(acked) == b_offsets
         assert set(lanes.pending()) == {"a"}
         writer.release.set()
-        await drain(lanes)
+        await lanes.wait_idle()
 
     asyncio.run(run())
     assert sorted(acked) == [r.offset for r in records]
