@@ -25,7 +25,7 @@ log = structlog.get_logger("permstore.processor")
 
 SNAPSHOT_MIN_EVENTS = 5000
 PROGRESS_EVERY_SECONDS = 1.0
-PIECE_ROWS = 2000
+PIECE_ROWS = 1000
 """Most view and path rows one piece of projection holds (the unit of work between yields)."""
 
 
