@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     processor_group: str = "permstore-processor"
     processor_write_concurrency: int = Field(default=64, ge=1)
+    # Records read ahead into the per-tenant queues before the consumer waits for room.
+    processor_max_pending: int = Field(default=20_000, ge=1)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
     # Check answers kept per API worker, each valid only while its tenant's applied position
     # is unchanged (0 turns the cache off).

@@ -28,6 +28,7 @@ SCENARIOS: dict[str, str] = {
     "s5": "bench.scenarios.s5_audit",
     "scaling": "bench.scenarios.scaling",
     "console": "bench.scenarios.console_pages",
+    "s6": "bench.scenarios.s6_fairness",
 }
 
 

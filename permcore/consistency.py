@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 _PREFIX = "ps1."
 
+PROGRESS_KEY = "_processor"
+"""Position row the processor stamps when it writes a piece of work (not a valid tenant name,
+so no tenant's row can collide): readers tell a busy processor from a stalled one by it."""
+
 
 class MalformedTokenError(ValueError):
     """A consistency token that this service did not issue, or for another tenant."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .closure import PathDelta
 from .events import (
     AddMemberEvent,
     DefineRoleEvent,
@@ -148,124 +149,200 @@ def project_batch(
 def apply_event(state: TenantState, event: Event, offset: int) -> EventEffects:
     """Mutate state by one event and return the view and state rows it changes."""
     effects = EventEffects(offset=offset)
-    match event:
-        case GrantEvent():
-            _grant(state, event, effects)
-        case RevokeEvent():
-            _revoke(state, event, effects)
-        case AddMemberEvent():
-            _add_member(state, event, effects)
-        case RemoveMemberEvent():
-            _remove_member(state, event, effects)
-        case DefineRoleEvent():
-            _set_role(state, event.role, frozenset(event.actions), effects)
-        case DeleteRoleEvent():
-            _set_role(state, event.role, frozenset(), effects)
+    effects.views.extend(apply_lazily(state, event, effects))
     return effects
 
 
-def _grant(state: TenantState, event: GrantEvent, effects: EventEffects) -> None:
+def apply_lazily(state: TenantState, event: Event, effects: EventEffects) -> Iterator[ViewChange]:
+    """Mutate state by one event, put its state and path rows in effects, and return its view
+    changes as an iterator, to be drained before the state changes again."""
+    match event:
+        case GrantEvent():
+            return _grant(state, event, effects)
+        case RevokeEvent():
+            return _revoke(state, event, effects)
+        case AddMemberEvent():
+            return _add_member(state, event, effects)
+        case RemoveMemberEvent():
+            return _remove_member(state, event, effects)
+        case DefineRoleEvent():
+            return _set_role(state, event.role, frozenset(event.actions), effects)
+        case DeleteRoleEvent():
+            return _set_role(state, event.role, frozenset(), effects)
+    return iter(())
+
+
+def project_pieces(
+    state: TenantState,
+    events: Sequence[RecordedEvent],
+    known_ids: Iterable[str],
+    max_rows: int = 2000,
+) -> Iterator[BatchEffects]:
+    """project_batch in bounded pieces of at most max_rows view and path rows each.
+
+    A piece lists as applied (or duplicate, stale) only the events it completes, with their
+    state rows; an event larger than a piece spreads its rows over several. Writing each piece
+    before asking for the next one keeps an event's position unmoved until all its rows are in.
+    The state is mutated as the pieces are produced: drop it if they are not all written.
+    """
+    seen = set(known_ids)
+    piece = BatchEffects()
+    rows = 0
+    for recorded in events:
+        if recorded.offset <= state.applied_offset:
+            piece.stale.append(recorded)
+            continue
+        state.applied_offset = recorded.offset
+        if recorded.event.event_id in seen:
+            piece.duplicates.append(recorded)
+            continue
+        seen.add(recorded.event.event_id)
+        effects = EventEffects(offset=recorded.offset)
+        views = apply_lazily(state, recorded.event, effects)
+        part = EventEffects(offset=recorded.offset)
+        piece.effects.append(part)
+        for view in views:
+            part.views.append(view)
+            rows += 1
+            if rows >= max_rows:
+                yield piece
+                piece, rows = BatchEffects(), 0
+                part = EventEffects(offset=recorded.offset)
+                piece.effects.append(part)
+        for path in effects.paths:
+            part.paths.append(path)
+            rows += 1
+            if rows >= max_rows:
+                yield piece
+                piece, rows = BatchEffects(), 0
+                part = EventEffects(offset=recorded.offset)
+                piece.effects.append(part)
+        part.state.extend(effects.state)
+        part.state.append(StateChange(EVENT_KIND, recorded.event.event_id, str(recorded.offset)))
+        piece.applied.append(recorded)
+    if piece.effects or piece.stale or piece.duplicates:
+        yield piece
+
+
+def _grant(state: TenantState, event: GrantEvent, effects: EventEffects) -> Iterator[ViewChange]:
     expires = to_micros(event.expires_at)
     subject, pattern, permission = event.principal, event.resource, event.permission
     if state.grants.get(subject, {}).get((pattern, permission)) == expires:
-        return
+        return iter(())
     state.set_grant(subject, pattern, permission, expires)
     effects.state.append(
         StateChange(GRANT_KIND, grant_state_key(subject, pattern, permission), str(expires))
     )
+    return _fan_out(state, subject, pattern, permission, expires)
+
+
+def _fan_out(
+    state: TenantState, subject: str, pattern: str, permission: str, value: int
+) -> Iterator[ViewChange]:
+    """The source set to value on every holder's rows of each action the permission confers."""
     source = source_key(subject, permission)
     actions = state.actions_of(permission)
     for holder in state.holders_of(subject):
         for action in actions:
-            effects.views.append(ViewChange(holder, pattern, action, source, expires))
+            yield ViewChange(holder, pattern, action, source, value)
 
 
-def _revoke(state: TenantState, event: RevokeEvent, effects: EventEffects) -> None:
+def _revoke(state: TenantState, event: RevokeEvent, effects: EventEffects) -> Iterator[ViewChange]:
     subject, pattern, permission = event.principal, event.resource, event.permission
     if (pattern, permission) not in state.grants.get(subject, {}):
-        return
+        return iter(())
     state.delete_grant(subject, pattern, permission)
     effects.state.append(
         StateChange(GRANT_KIND, grant_state_key(subject, pattern, permission), None)
     )
-    source = source_key(subject, permission)
-    actions = state.actions_of(permission)
-    for holder in state.holders_of(subject):
-        for action in actions:
-            effects.views.append(ViewChange(holder, pattern, action, source, REMOVED))
+    # The grant is gone from the state, but the holders are those it had: memberships are
+    # unchanged by a revoke.
+    return _fan_out(state, subject, pattern, permission, REMOVED)
 
 
-def _add_member(state: TenantState, event: AddMemberEvent, effects: EventEffects) -> None:
+def _add_member(
+    state: TenantState, event: AddMemberEvent, effects: EventEffects
+) -> Iterator[ViewChange]:
     group, member = event.group, event.member
     if state.has_member(group, member):
-        return
-    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
-    state.add_member(group, member)
+        return iter(())
+    deltas = state.link(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), ""))
-    for holder, old_paths in before.items():
-        new_paths = state.paths_from(holder)
-        for subject in new_paths.keys() - old_paths.keys():
-            _emit_subject(state, holder, subject, effects, remove=False)
-        _emit_paths(holder, old_paths, new_paths, effects)
+    return _emit_deltas(state, deltas, effects)
 
 
-def _remove_member(state: TenantState, event: RemoveMemberEvent, effects: EventEffects) -> None:
+def _remove_member(
+    state: TenantState, event: RemoveMemberEvent, effects: EventEffects
+) -> Iterator[ViewChange]:
     group, member = event.group, event.member
     if not state.has_member(group, member):
-        return
-    before = {holder: state.paths_from(holder) for holder in state.holders_of(member)}
-    state.remove_member(group, member)
+        return iter(())
+    deltas = state.unlink(group, member)
     effects.state.append(StateChange(MEMBER_KIND, member_state_key(group, member), None))
-    for holder, old_paths in before.items():
-        new_paths = state.paths_from(holder)
-        for subject in old_paths.keys() - new_paths.keys():
-            _emit_subject(state, holder, subject, effects, remove=True)
-        _emit_paths(holder, old_paths, new_paths, effects)
+    return _emit_deltas(state, deltas, effects)
 
 
-def _emit_paths(
-    holder: str, old: dict[str, str], new: dict[str, str], effects: EventEffects
-) -> None:
-    """Record where holder's membership paths changed (only groups the edge affected)."""
-    for group in sorted(old.keys() | new.keys()):
-        via = new.get(group)
-        if via != old.get(group):
-            effects.paths.append(PathChange(holder, group, via))
+def _emit_deltas(
+    state: TenantState, deltas: list[PathDelta], effects: EventEffects
+) -> Iterator[ViewChange]:
+    """Path rows that changed now; the sources of every group a holder gained or lost later."""
+    gained: list[tuple[str, str]] = []
+    lost: list[tuple[str, str]] = []
+    for delta in deltas:
+        if delta.old is None:
+            gained.append((delta.holder, delta.group))
+        elif delta.new is None:
+            lost.append((delta.holder, delta.group))
+        effects.paths.append(PathChange(delta.holder, delta.group, delta.new))
+    return _subject_views(state, gained, lost)
 
 
-def _emit_subject(
-    state: TenantState, holder: str, subject: str, effects: EventEffects, *, remove: bool
-) -> None:
+def _subject_views(
+    state: TenantState, gained: list[tuple[str, str]], lost: list[tuple[str, str]]
+) -> Iterator[ViewChange]:
+    for pairs, remove in ((gained, False), (lost, True)):
+        for holder, subject in pairs:
+            yield from _subject_sources(state, holder, subject, remove=remove)
+
+
+def _subject_sources(
+    state: TenantState, holder: str, subject: str, *, remove: bool
+) -> Iterator[ViewChange]:
     """Add or remove, on holder's rows, every source that subject's grants confer."""
     for (pattern, permission), expires in state.grants.get(subject, {}).items():
         source = source_key(subject, permission)
         value = REMOVED if remove else expires
         for action in state.actions_of(permission):
-            effects.views.append(ViewChange(holder, pattern, action, source, value))
+            yield ViewChange(holder, pattern, action, source, value)
 
 
 def _set_role(
     state: TenantState, role: str, actions: frozenset[str], effects: EventEffects
-) -> None:
+) -> Iterator[ViewChange]:
     old = state.roles.get(role, frozenset())
     if old == actions:
-        return
+        return iter(())
     if actions:
         state.roles[role] = actions
         effects.state.append(StateChange(ROLE_KIND, role, "\n".join(sorted(actions))))
     else:
         state.roles.pop(role, None)
         effects.state.append(StateChange(ROLE_KIND, role, None))
+    return _role_views(state, role, actions - old, old - actions)
+
+
+def _role_views(
+    state: TenantState, role: str, added: frozenset[str], removed: frozenset[str]
+) -> Iterator[ViewChange]:
     permission = f"role:{role}"
-    added, removed = actions - old, old - actions
     for subject, pattern in sorted(state.role_grants.get(role, ())):
         expires = state.grants[subject][(pattern, permission)]
         source = source_key(subject, permission)
         for holder in state.holders_of(subject):
             for action in added:
-                effects.views.append(ViewChange(holder, pattern, action, source, expires))
+                yield ViewChange(holder, pattern, action, source, expires)
             for action in removed:
-                effects.views.append(ViewChange(holder, pattern, action, source, REMOVED))
+                yield ViewChange(holder, pattern, action, source, REMOVED)
 
 
 def load_state(rows: Iterable[tuple[str, str, str]], applied_offset: int) -> TenantState:

@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .closure import Closure, PathDelta
 from .identifiers import role_of
 
 NEVER = 0
@@ -27,10 +28,30 @@ class TenantState:
     applied_offset: int = -1
     entries: int = 0
     """Grants plus memberships held, kept up to date so sizing a cache entry is O(1)."""
+    _closure: Closure | None = field(default=None, repr=False, compare=False)
 
     def size(self) -> int:
         """Rough count of entries held, to bound caches by memory rather than by tenants."""
-        return self.entries + len(self.roles) + 1
+        paths = self._closure.entries if self._closure is not None else 0
+        return self.entries + paths + len(self.roles) + 1
+
+    def closure(self) -> Closure:
+        """The incrementally kept shortest membership paths, built on first use."""
+        if self._closure is None:
+            self._closure = Closure.build(self.groups_of, self.members)
+        return self._closure
+
+    def link(self, group: str, member: str) -> list[PathDelta]:
+        """Add a direct membership and return the path rows it changes (new edges only)."""
+        closure = self.closure()
+        self.add_member(group, member, keep_closure=True)
+        return closure.added(group, member)
+
+    def unlink(self, group: str, member: str) -> list[PathDelta]:
+        """Remove a direct membership and return the path rows it changes (held edges only)."""
+        closure = self.closure()
+        self.remove_member(group, member, keep_closure=True)
+        return closure.removed(group, member)
 
     def actions_of(self, permission: str) -> frozenset[str]:
         """The actions a permission confers now: itself, or the role's current actions."""
@@ -61,15 +82,20 @@ class TenantState:
             if not self.role_grants[role]:
                 del self.role_grants[role]
 
-    def add_member(self, group: str, member: str) -> None:
+    def add_member(self, group: str, member: str, *, keep_closure: bool = False) -> None:
         """Record that member belongs to group directly."""
+        if not keep_closure:
+            # Folds and loads change edges without repairs: rebuild the closure when needed.
+            self._closure = None
         members = self.members.setdefault(group, set())
         self.entries += member not in members
         members.add(member)
         self.groups_of.setdefault(member, set()).add(group)
 
-    def remove_member(self, group: str, member: str) -> None:
+    def remove_member(self, group: str, member: str, *, keep_closure: bool = False) -> None:
         """Forget a direct membership."""
+        if not keep_closure:
+            self._closure = None
         self.entries -= _discard(self.members, group, member)
         _discard(self.groups_of, member, group)
 

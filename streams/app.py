@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,13 +16,14 @@ from streams.processor import (
     DeadLetter,
     DeadLetterSink,
     RawRecord,
-    handle_with_retry,
+    TenantLanes,
 )
 
 log = structlog.get_logger("permstore.processor")
 
-SHUTDOWN_GRACE_SECONDS = 10.0
-EXIT_ABANDONED = 75
+SHUTDOWN_GRACE_SECONDS = 3.0
+"""How long a stopping processor lets the pieces being written finish (then abandons them,
+unacked: a restart replays those events exactly)."""
 
 
 def to_raw(message: Any) -> RawRecord:
@@ -38,14 +37,35 @@ def to_raw(message: Any) -> RawRecord:
     )
 
 
+class _App(faust.App):
+    """faust's app, stopping the tenant lanes instead of draining them on shutdown.
+
+    faust waits, before it stops the consumer, for every record read to be acked; a lane in
+    the middle of a large fan-out would hold a shutdown for as long as that takes. On
+    shutdown the lanes get SHUTDOWN_GRACE_SECONDS to finish the pieces being written and
+    stop; their unfinished records stay unacked, so the final commit leaves them to be
+    replayed. Rebalances still drain (another processor must not start on a tenant whose
+    events this one is still writing).
+    """
+
+    lanes: TenantLanes | None = None
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        if self.should_stop and self.lanes is not None:
+            if not await self.lanes.stop(SHUTDOWN_GRACE_SECONDS):
+                log.warning("shutdown.pieces_abandoned")
+            return
+        await super()._consumer_wait_empty(consumer, logger)
+
+
 def build_app(
     settings: Settings,
     group: str,
     make_processor: Callable[[DeadLetterSink], BatchProcessor],
-) -> faust.App:
+) -> _App:
     """Create the faust app (consumer group `group`) with its agent and the processor it feeds."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = _App(
         group,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=faust_credentials(settings, "processor"),
@@ -89,13 +109,20 @@ def build_app(
             )
 
     processor = make_processor(send_dead_letters)
+    lanes = TenantLanes(
+        processor,
+        send_dead_letters,
+        max_pending=settings.processor_max_pending,
+        max_batch=settings.processor_batch_size,
+    )
+    metrics.watch_lanes(lanes)
+    app.lanes = lanes
 
     async def project(stream: Any) -> None:
-        """Apply events in batches; offsets are acked only after a batch is fully written."""
-        async for events in stream.take_events(
-            settings.processor_batch_size, within=settings.processor_batch_seconds
-        ):
-            await _apply_shielded(processor, [to_raw(event.message) for event in events])
+        """Hand each record to its tenant's lane; a record is acked once its event is applied,
+        so the committed offset of a partition is its lowest record not yet applied."""
+        async for event in stream.noack().events():
+            await lanes.submit(to_raw(event.message), _acker(event))
 
     async def report_lag() -> None:
         """Publish consumer lag per partition."""
@@ -121,15 +148,8 @@ def build_app(
     return app
 
 
-async def _apply_shielded(processor: BatchProcessor, records: list[RawRecord]) -> None:
-    """Finish the batch even if the worker is stopping; abandon it, uncommitted, if it can't."""
-    task = asyncio.ensure_future(handle_with_retry(processor, records))
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_SECONDS)
-        if not done:
-            log.error("shutdown.batch_abandoned", records=len(records))
-            # Exiting now skips faust's final commit, so the batch is redelivered on restart.
-            os._exit(EXIT_ABANDONED)
-        raise
+def _acker(event: Any) -> Callable[[], None]:
+    def ack() -> None:
+        event.ack()
+
+    return ack

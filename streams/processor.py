@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 from cachetools import LRUCache
 from pydantic import ValidationError
 
 from adapters.cassandra_layout.writer import ViewWriter
-from permcore.projector import BatchEffects, RecordedEvent, project_batch
+from permcore.projector import BatchEffects, RecordedEvent, project_batch, project_pieces
 from permcore.state import TenantState
 from schemas.events import Event, parse_event
 from streams import metrics
@@ -23,6 +24,9 @@ from streams import metrics
 log = structlog.get_logger("permstore.processor")
 
 SNAPSHOT_MIN_EVENTS = 5000
+PROGRESS_EVERY_SECONDS = 1.0
+PIECE_ROWS = 1000
+"""Most view and path rows one piece of projection holds (the unit of work between yields)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class BatchProcessor:
         )
         # Events applied since each tenant's last snapshot (bounded; a lost count only delays).
         self._since_snapshot: LRUCache[str, int] = LRUCache(maxsize=100_000)
+        self._progress_stamped = 0.0
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
         """Apply one batch; raises if a write failed (the caller retries the whole batch)."""
@@ -158,6 +163,51 @@ class BatchProcessor:
         metrics.SNAPSHOTS.inc()
         log.info("snapshot.written", tenant=tenant, offset=state.applied_offset, bytes=size)
 
+    async def apply_tenant(
+        self,
+        tenant: str,
+        partition: int,
+        events: Sequence[RecordedEvent],
+        completed: Callable[[BatchEffects], None],
+        piece_rows: int = PIECE_ROWS,
+    ) -> None:
+        """Apply one tenant's events in bounded pieces, each written before the next is made;
+        `completed` hears of every piece once its events' state and position are written.
+
+        Pieces are produced in a worker thread: a large fan-out then shares the interpreter
+        with the event loop (which other tenants' writes need) instead of holding it.
+        """
+        state = await self._state_for(tenant)
+        known = await self._writer.known_event_ids(tenant, (r.event.event_id for r in events))
+        pieces = project_pieces(state, events, known, piece_rows)
+        try:
+            while True:
+                started = time.perf_counter()
+                piece = await asyncio.to_thread(_next_piece, pieces)
+                metrics.PROJECT_SECONDS.observe(time.perf_counter() - started)
+                if piece is None:
+                    break
+                await self._writer.write_all([(tenant, partition, piece)])
+                await self._applied(tenant, state, piece)
+                await self._progress()
+                completed(piece)
+        except BaseException:
+            # The state ran ahead of what was persisted: the retry reloads it.
+            self._states.pop(tenant, None)
+            raise
+
+    async def _progress(self) -> None:
+        """Heartbeat after a written piece: the metric always, the store row once a second."""
+        metrics.mark_progress()
+        now = time.time()
+        if now - self._progress_stamped >= PROGRESS_EVERY_SECONDS:
+            self._progress_stamped = now
+            try:
+                await self._writer.write_progress(int(now * 1_000_000))
+            except Exception as exc:
+                # The stamp only informs readiness; a missed one must not fail the piece.
+                log.warning("progress.stamp_failed", error=type(exc).__name__)
+
     def forget_states(self) -> None:
         """Drop cached states: after a rebalance another processor may have advanced them."""
         self._states.clear()
@@ -169,6 +219,143 @@ class BatchProcessor:
         state = await self._writer.load_state(tenant)
         metrics.STATE_LOADS.inc()
         return state
+
+
+def _next_piece(pieces: Iterator[BatchEffects]) -> BatchEffects | None:
+    return next(pieces, None)
+
+
+@dataclass
+class _Lane:
+    """One tenant's ordered queue of events not yet applied."""
+
+    partition: int
+    queue: deque[tuple[RecordedEvent, Callable[[], None]]] = field(default_factory=deque)
+    in_flight: list[tuple[RecordedEvent, Callable[[], None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class TenantLanes:
+    """Key-ordered concurrency: one ordered queue and one worker per tenant, so a tenant with a
+    heavy event never holds another tenant's events back, even in the same partition.
+
+    Each record's `done` callback (the Kafka ack) is called once its event's state and
+    position are written; the consumer commits a partition up to its lowest record not done.
+    At most max_pending records wait at once (the submitter waits for room).
+    """
+
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        dead_letters: DeadLetterSink,
+        *,
+        max_pending: int = 20_000,
+        max_batch: int = 1000,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._processor = processor
+        self._dead_letters = dead_letters
+        self._lanes: dict[str, _Lane] = {}
+        self._room = asyncio.Semaphore(max_pending)
+        self._max_batch = max_batch
+        self._max_backoff = max_backoff
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no tenant has work left."""
+        await self._idle.wait()
+
+    async def submit(self, record: RawRecord, done: Callable[[], None]) -> None:
+        """Queue one record behind its tenant's earlier ones (dead letters go out at once)."""
+        decoded = decode(record)
+        if isinstance(decoded, DeadLetter):
+            await self._dead_letters([decoded])
+            metrics.DEAD_LETTERED.inc()
+            log.warning(
+                "event.dead_lettered",
+                partition=record.partition,
+                offset=record.offset,
+                reason=decoded.reason,
+            )
+            done()
+            return
+        await self._room.acquire()
+        recorded = RecordedEvent(decoded, record.offset, record.timestamp_ms * 1000)
+        tenant = decoded.tenant
+        lane = self._lanes.get(tenant)
+        if lane is None:
+            lane = self._lanes[tenant] = _Lane(record.partition)
+        lane.partition = record.partition
+        lane.queue.append((recorded, done))
+        self._idle.clear()
+        if lane.task is None and not self._stopping:
+            lane.task = asyncio.ensure_future(self._run(tenant, lane))
+
+    def pending(self) -> dict[str, tuple[int, int]]:
+        """Per tenant with work: (events not yet applied, recorded time in us of the oldest)."""
+        out = {}
+        for tenant, lane in self._lanes.items():
+            items = [*lane.in_flight, *lane.queue]
+            if items:
+                out[tenant] = (len(items), items[0][0].recorded_at)
+        return out
+
+    async def _run(self, tenant: str, lane: _Lane) -> None:
+        try:
+            while lane.queue and not self._stopping:
+                while lane.queue and len(lane.in_flight) < self._max_batch:
+                    lane.in_flight.append(lane.queue.popleft())
+                await self._apply_with_retry(tenant, lane)
+        finally:
+            lane.task = None
+            if not lane.queue and not lane.in_flight and self._lanes.get(tenant) is lane:
+                del self._lanes[tenant]
+            if not self._lanes:
+                self._idle.set()
+
+    async def _apply_with_retry(self, tenant: str, lane: _Lane) -> None:
+        attempt = 0
+
+        def completed(piece: BatchEffects) -> None:
+            finished = {r.offset for r in (*piece.applied, *piece.duplicates, *piece.stale)}
+            while lane.in_flight and lane.in_flight[0][0].offset in finished:
+                _, done = lane.in_flight.pop(0)
+                done()
+                self._room.release()
+
+        while lane.in_flight:
+            attempt += 1
+            events = [recorded for recorded, _ in lane.in_flight]
+            try:
+                await self._processor.apply_tenant(tenant, lane.partition, events, completed)
+                return
+            except Exception as exc:
+                metrics.BATCH_RETRIES.inc()
+                delay = min(self._max_backoff, 0.1 * 2 ** min(attempt, 10))
+                log.warning(
+                    "tenant.retry",
+                    tenant=tenant,
+                    attempt=attempt,
+                    delay=delay,
+                    error=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+
+    async def stop(self, grace: float) -> bool:
+        """Stop taking new work and wait up to grace seconds for the pieces being written;
+        True when every worker stopped in time. Unfinished events stay unacked."""
+        self._stopping = True
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        return not pending
 
 
 async def handle_with_retry(

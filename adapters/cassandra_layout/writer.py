@@ -24,6 +24,7 @@ from adapters.cassandra_layout.encodings import (
     write_timestamp,
 )
 from adapters.cassandra_layout.tables import table
+from permcore.consistency import PROGRESS_KEY
 from permcore.projector import (
     EVENT_KIND,
     REMOVED,
@@ -296,6 +297,10 @@ class ViewWriter:
             batch.add(self._del_state, (ts, tenant, change.kind, change.key))
         else:
             batch.add(self._put_state, (tenant, change.kind, change.key, change.value, ts))
+
+    async def write_progress(self, now_us: int) -> None:
+        """Stamp the processor's progress row (see permcore.consistency.PROGRESS_KEY)."""
+        await execute(self._session, self._set_applied, (now_us, 0, -1, now_us, PROGRESS_KEY))
 
     async def write_snapshot(self, tenant: str, state: TenantState, recorded_at: int) -> int:
         """Store the state after its applied offset, for point-in-time answers; returns bytes.

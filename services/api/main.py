@@ -29,6 +29,7 @@ from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
 from adapters.settings import Settings
+from permcore.consistency import PROGRESS_KEY
 from services.api.deps import Services
 from services.api.errors import install_error_handlers
 from services.api.fast_lane import CheckFastLane
@@ -52,6 +53,10 @@ permstore answers "may this principal do this action on this resource?" from vie
 stream processor keeps up to date from the Kafka event log. Every call but `/healthz`,
 `/readyz` and `/metrics` needs `Authorization: Bearer <token>`; see contract section 5.
 """
+
+
+PROGRESS_STALL_SECONDS = 30.0
+"""Lag with no processor progress stamp for this long means the processor is stalled."""
 
 
 class Readiness:
@@ -81,9 +86,8 @@ class Readiness:
                 total = sum(lag.values())
                 checks["kafka"] = "ok"
                 checks["lag"] = total
-                if total > self._services.settings.readiness_max_lag:
-                    ok = False
-                    checks["lag_status"] = f"over bound {self._services.settings.readiness_max_lag}"
+                if total > 0:
+                    ok = await self._judge_lag(total, checks) and ok
             except Exception as exc:
                 ok, checks["kafka"] = False, f"unreachable ({type(exc).__name__})"
         body: dict[str, Any] = {
@@ -94,6 +98,29 @@ class Readiness:
         status = 200 if ok else 503
         self._cached = (now, status, body)
         return status, body
+
+    async def _judge_lag(self, total: int, checks: dict[str, Any]) -> bool:
+        """Lag with a fresh progress stamp is a busy processor (one heavy tenant holds its
+        partition's committed offset back while others go on); without one it is stalled."""
+        bound = self._services.settings.readiness_max_lag
+        try:
+            reading = self._services.reader.freshness(PROGRESS_KEY)
+            _, stamped = await asyncio.wait_for(reading, 2.0)
+        except Exception:
+            stamped = None  # judged by the lag bound alone, as without a stamp
+        if stamped is not None:
+            age = max(0.0, time.time() - stamped / 1_000_000)
+            checks["processor_progress_age_seconds"] = round(age, 1)
+            if age > PROGRESS_STALL_SECONDS:
+                checks["lag_status"] = f"processor stalled: no progress for {age:.0f}s"
+                return False
+            if total > bound:
+                checks["lag_status"] = f"over bound {bound}, processor progressing"
+            return True
+        if total > bound:
+            checks["lag_status"] = f"over bound {bound}"
+            return False
+        return True
 
 
 @asynccontextmanager

@@ -393,6 +393,13 @@ class TenantFreshness(BaseModel):
     applied_offset: int = Field(description="Log offset of the newest applied event (-1: none)")
     applied_at: str | None = Field(description="When the processor applied it")
     age_seconds: float | None = Field(description="Seconds since then")
+    processor_progress_age_seconds: float | None = Field(
+        default=None,
+        description=(
+            "Seconds since the processor last wrote any work (any tenant): a large age_seconds "
+            "with a small value here is a busy processor, both large a stalled one"
+        ),
+    )
 
 
 class ErrorBody(BaseModel):

@@ -13,7 +13,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from adapters.cassandra_layout.encodings import principal_subject, resource_subject
 from adapters.cassandra_layout.reader import ViewReader
-from permcore.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
+from permcore.consistency import (
+    PROGRESS_KEY,
+    LogPoint,
+    MalformedTokenError,
+    decode_token,
+    encode_token,
+)
 from permcore.decisions import (
     Reason,
     decide_from_rows,
@@ -344,12 +350,14 @@ async def freshness(services: Services, tenant: str) -> TenantFreshness:
     """The newest event applied to the tenant's views and how long ago that was."""
     require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     point, applied_at = await services.reader.freshness(tenant)
+    _, progress_at = await services.reader.freshness(PROGRESS_KEY)
     return TenantFreshness(
         tenant=tenant,
         token=encode_token(tenant, point),
         applied_offset=point.offset,
         applied_at=micros_to_rfc3339(applied_at) if applied_at else None,
         age_seconds=(now_micros() - applied_at) / 1e6 if applied_at else None,
+        processor_progress_age_seconds=(now_micros() - progress_at) / 1e6 if progress_at else None,
     )
 
 

@@ -60,6 +60,9 @@ class FlakyWriter:
     async def write_snapshot(self, tenant: str, state: TenantState, recorded_at: int) -> int:
         return 0
 
+    async def write_progress(self, now_us: int) -> None:
+        self.progress = now_us
+
 
 def raw_records(streams: dict[str, list[dict[str, Any]]]) -> list[RawRecord]:
     """Every tenant's history as Kafka records of one partition, interleaved in log order."""

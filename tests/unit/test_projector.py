@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from permcore.decisions import decide_from_state
-from permcore.projector import project_batch, to_micros
+from permcore.projector import project_batch, project_pieces, to_micros
 from permcore.replay import dump_state, fold_event, load_snapshot
 from permcore.state import TenantState
 from schemas.events import parse_event
@@ -150,3 +150,28 @@ def test_state_entry_count_stays_exact(events: list[dict[str, object]]) -> None:
             len(m) for m in state.members.values()
         )
         assert state.entries == recount
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(max_events=30), st.integers(1, 6), st.integers(0, 40))
+def test_pieces_write_the_same_views_and_a_crash_between_them_replays_exactly(
+    events: list[dict[str, object]], max_rows: int, crash_after: int
+) -> None:
+    """Bounded pieces write what one batch writes; stopping after any piece and replaying
+    from the persisted state (the piece's completed events only) ends in the same views."""
+    records = recorded(events, recorded_times(len(events)))
+    whole = project_all(records)
+    views = SimulatedViews()
+    pieces = project_pieces(views.load_state(), records, (), max_rows)
+    for n, piece in enumerate(pieces):
+        rows = sum(len(e.views) + len(e.paths) for e in piece.effects)
+        assert rows <= max_rows
+        views.write(piece)
+        if n == crash_after:
+            break
+    state = views.load_state()
+    rest = [r for r in records if r.offset > views.applied_offset]
+    for piece in project_pieces(state, rest, views.known_ids(r.event.event_id for r in rest), 3):
+        views.write(piece)
+    assert views.snapshot() == whole.snapshot()
+    assert_views_match(events, views)
