@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 COOKIE = "permstore_console"
@@ -42,6 +42,8 @@ class ConsoleSettings(BaseSettings):
     proxy_tenant: str | None = None
     proxy_scopes: str = "check"
     proxy_trusted_ips: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
+    # The deployment's name (PERMSTORE_ENV, as for auth): "production" requires a session key.
+    deployment: str = Field(default="", validation_alias="PERMSTORE_ENV")
 
     @field_validator("proxy_trusted_ips", mode="before")
     @classmethod
@@ -57,7 +59,7 @@ def load_secret(settings: ConsoleSettings, secrets_dir: Path) -> bytes:
         return settings.session_secret.get_secret_value().encode()
     if settings.session_secret_file is not None:
         return settings.session_secret_file.read_bytes().strip()
-    if os.environ.get("PERMSTORE_ENV", "").strip().lower() == "production":
+    if settings.deployment.strip().lower() == "production":
         raise RuntimeError("PERMSTORE_CONSOLE_SESSION_SECRET(_FILE) is required in production")
     path = secrets_dir / SECRET_FILE
     if not path.exists():
