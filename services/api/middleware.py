@@ -144,6 +144,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        root = scope.get("root_path", "")
 
         async def record_status(message: Message) -> None:
             nonlocal status
@@ -155,7 +156,14 @@ class MetricsMiddleware:
             await self.app(scope, receive, record_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            mounted = scope.get("root_path", "")
+            if route is not None:
+                template = getattr(route, "path", "unmatched")
+            elif mounted != root:
+                # A mounted app (the console's static files) names no route; its prefix does.
+                template = f"{mounted[len(root) :]}/{{path}}"
+            else:
+                template = "unmatched"
             LATENCY.labels(template).observe(time.perf_counter() - started)
             REQUESTS.labels(template, scope["method"], str(status)).inc()
 

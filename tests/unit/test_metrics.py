@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
@@ -49,3 +50,23 @@ def test_pending_work_series_name_the_oldest_tenants_and_total_all() -> None:
     assert total.value == sum(n + 1 for n in range(count))
     [oldest] = families["permstore_oldest_pending_age_seconds"].samples
     assert oldest.value == max(ages.values())
+
+
+def test_requests_to_a_mounted_app_are_labelled_by_its_prefix(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
+    from fastapi.testclient import TestClient
+
+    from services.api.middleware import REQUESTS, MetricsMiddleware
+
+    (tmp_path / "site.css").write_text("body {}")
+    app = FastAPI()
+    app.mount("/assets", StaticFiles(directory=str(tmp_path)), name="assets")
+    client = TestClient(MetricsMiddleware(app))
+    labels = ("/assets/{path}", "GET", "200")
+    before = REQUESTS.labels(*labels)._value.get()
+    assert client.get("/assets/site.css").status_code == 200
+    assert REQUESTS.labels(*labels)._value.get() == before + 1
+    unmatched = REQUESTS.labels("unmatched", "GET", "404")._value.get()
+    assert client.get("/nowhere").status_code == 404
+    assert REQUESTS.labels("unmatched", "GET", "404")._value.get() == unmatched + 1
