@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from adapters.cassandra_layout.usage_reader import UsageStore
@@ -24,7 +24,7 @@ from permcore.identifiers import PRINCIPAL_RULE, TENANT_RULE, is_principal, is_t
 from services.api import cursors
 from services.api.deps import AuditCaller, Services, ServicesDep
 from services.api.models import examples
-from services.api.openapi_docs import PAGED_ERRORS, Limit, TenantPath
+from services.api.openapi_docs import PAGED_ERRORS, Limit, PrincipalPath, TenantPath
 from services.api.queries import now_micros, require_valid
 
 router = APIRouter(prefix="/v1", tags=["usage"])
@@ -241,14 +241,7 @@ async def unused(
 async def principal_usage(
     request: Request,
     tenant: TenantPath,
-    principal: Annotated[
-        str,
-        Path(
-            max_length=140,
-            description="user:<id>, service:<id> or group:<id>",
-            examples=["user:alice"],
-        ),
-    ],
+    principal: PrincipalPath,
     caller: AuditCaller,
     services: ServicesDep,
     days: Annotated[

@@ -158,6 +158,14 @@ PAGING_TEXT = (
 SCOPE_TEXT = "Needs a bearer token for the tenant with the `{}` scope."
 
 TenantPath = Annotated[str, Path(max_length=63, description="Tenant id", examples=["acme"])]
+PrincipalPath = Annotated[
+    str,
+    Path(
+        max_length=140,
+        description="user:<id>, service:<id> or group:<id>",
+        examples=["user:alice"],
+    ),
+]
 Limit = Annotated[
     int, Query(ge=1, le=1000, description="Page size (default 100, at most 1000)", examples=[100])
 ]

@@ -39,6 +39,7 @@ from services.api.openapi_docs import (
     AuditCursor,
     Limit,
     PermissionsCursor,
+    PrincipalPath,
     PrincipalsCursor,
     TenantPath,
 )
@@ -139,14 +140,7 @@ async def check_batch(
 )
 async def list_permissions(
     tenant: TenantPath,
-    principal: Annotated[
-        str,
-        Path(
-            max_length=140,
-            description="user:<id>, service:<id> or group:<id>",
-            examples=["user:alice"],
-        ),
-    ],
+    principal: PrincipalPath,
     caller: CheckCaller,
     services: ServicesDep,
     cursor: PermissionsCursor = None,
