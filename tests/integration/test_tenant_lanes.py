@@ -166,6 +166,9 @@ def test_tenants_sharing_partitions_with_a_heavy_one_equal_reference(
         assert_heavy_matches(client, heavy, heavy_events, tokens[heavy], users)
 
 
+# Catching up a 200,000-row fan-out takes minutes when CI's two cores are busy; the bounds are
+# for a stuck processor, not for speed (bench S6 measures that).
+@pytest.mark.timeout(1200)
 def test_sigterm_mid_big_fan_out_then_restart_equals_reference(
     test_env: StackEnvironment,
     api_url: str,
@@ -181,7 +184,7 @@ def test_sigterm_mid_big_fan_out_then_restart_equals_reference(
     users, grants = 1000, 200
     events = heavy_setup(tenant, users, grants)
     publish_events(bootstrap, topic, events)
-    wait_caught_up(settings_of(test_env.env))
+    wait_caught_up(settings_of(test_env.env), timeout=480)
     events.append(event(tenant, len(events), "add_member", group="group:top", member="group:big"))
     token = publish_events(bootstrap, topic, events[-1:])
     time.sleep(2.0)  # well inside the fan-out (it writes for many seconds)
@@ -192,6 +195,6 @@ def test_sigterm_mid_big_fan_out_then_restart_equals_reference(
     assert code == 0, processor_process.log_tail()
     assert took < 10.0, f"stopping took {took:.1f}s"
     processor_process.start()
-    wait_caught_up(settings_of(test_env.env), timeout=300)
+    wait_caught_up(settings_of(test_env.env), timeout=600)
     with PermstoreClient(api_url, issue_token(tenant)) as client:
         assert_heavy_matches(client, tenant, events, token, users)
