@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -34,7 +33,7 @@ from deploy.stack.config import (
     say,
 )
 from deploy.stack.fetch import ensure_fetched, find_java
-from deploy.stack.kafka import KafkaNode, _kafka_command, _new_kafka_cluster_id
+from deploy.stack.kafka import KafkaNode, _kafka_command, _new_kafka_cluster_id, format_storage
 from deploy.stack.passwords import ensure_password
 from deploy.stack.processes import (
     LogWatch,
@@ -270,27 +269,8 @@ def _format_kafka(cluster: Cluster, node: Node, java: Path, props: Path) -> None
         for cred in cluster.settings.kafka_credentials().values():
             password = ensure_password(cluster.settings, cred)
             scram += ["--add-scram", f"SCRAM-SHA-512=[name={cred.role},password={password}]"]
-    conf = node.settings.kafka_dir / "conf"
     say(f"kafka{node.index}: formatting storage in {data} (cluster id {cluster_id})")
-    cmd = [
-        str(java),
-        "-Xmx256m",
-        f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
-        f"-Dlog4j2.configurationFile=file:{conf / 'log4j2.properties'}",
-        "-cp",
-        f"{node.settings.kafka_lib}/*",
-        "kafka.tools.StorageTool",
-        "format",
-        "-t",
-        cluster_id,
-        "-c",
-        str(props),
-        "--ignore-formatted",
-        *scram,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise LocalStackError(f"kafka{node.index} storage format failed:\n{out.stderr[-4000:]}")
+    format_storage(node.settings, java, props, cluster_id, f"kafka{node.index}", scram)
 
 
 def start_kafka_node(cluster: Cluster, node: Node, java: Path, version: str) -> int:

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import subprocess
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from deploy.stack.config import HOST, KAFKA_MAIN, LocalStackError, Settings, say
@@ -187,8 +188,20 @@ def _format_kafka_storage(settings: Settings, java: Path, props: Path) -> None:
     if not id_file.exists():
         id_file.write_text(_new_kafka_cluster_id() + "\n")
     cluster_id = id_file.read_text().strip()
-    conf = settings.kafka_dir / "conf"
     say(f"kafka: formatting storage in {data} (cluster id {cluster_id})")
+    format_storage(settings, java, props, cluster_id, "kafka")
+
+
+def format_storage(
+    settings: Settings,
+    java: Path,
+    props: Path,
+    cluster_id: str,
+    label: str,
+    extra_args: Sequence[str] = (),
+) -> None:
+    """Run Kafka's StorageTool format for one node (idempotent: --ignore-formatted)."""
+    conf = settings.kafka_dir / "conf"
     cmd = [
         str(java),
         "-Xmx256m",
@@ -203,10 +216,13 @@ def _format_kafka_storage(settings: Settings, java: Path, props: Path) -> None:
         "-c",
         str(props),
         "--ignore-formatted",
+        *extra_args,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise LocalStackError(f"kafka storage format failed:\n{(out.stdout + out.stderr)[-4000:]}")
+        raise LocalStackError(
+            f"{label} storage format failed:\n{(out.stdout + out.stderr)[-4000:]}"
+        )
 
 
 def start_kafka(settings: Settings, java: Path, version: str) -> int:
