@@ -24,11 +24,21 @@ from permcore.identifiers import PRINCIPAL_RULE, TENANT_RULE, is_principal, is_t
 from services.api import cursors
 from services.api.deps import AuditCaller, Services, ServicesDep
 from services.api.models import examples
-from services.api.openapi_docs import PAGED_ERRORS, Limit, PrincipalPath, TenantPath
+from services.api.openapi_docs import (
+    PAGED_ERRORS,
+    Limit,
+    PrincipalPath,
+    TenantPath,
+    cursor_query,
+)
 from services.api.queries import now_micros, require_valid
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 LOG_PAGE = 5000
+FindingsCursor = Annotated[
+    str | None, cursor_query("WyJ1bnVzZWQiLCJncmFudCIsInVzZXI6Ym9ifGRvYzp4fHJlYWQiXQ")
+]
+UsageCursor = Annotated[str | None, cursor_query("WyJ1c2FnZSIsImRvYzphY21lL2VuZy8qIiwicmVhZCJd")]
 
 
 EXAMPLE_FINDING: dict[str, Any] = {
@@ -186,14 +196,7 @@ async def unused(
         Literal["grant", "membership", "role_action"] | None,
         Query(description="Only findings of this kind", examples=["grant"]),
     ] = None,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=4096,
-            description="next_cursor of the previous page; omit for the first page",
-            examples=["WyJ1bnVzZWQiLCJncmFudCIsInVzZXI6Ym9ifGRvYzp4fHJlYWQiXQ"],
-        ),
-    ] = None,
+    cursor: FindingsCursor = None,
     limit: Limit = 100,
 ) -> FindingsPage:
     """Unused grants, memberships and role actions over a window of days, with evidence."""
@@ -247,14 +250,7 @@ async def principal_usage(
     days: Annotated[
         int, Query(ge=1, le=3650, description="Window of `uses` in days", examples=[90])
     ] = 90,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=4096,
-            description="next_cursor of the previous page; omit for the first page",
-            examples=["WyJ1c2FnZSIsImRvYzphY21lL2VuZy8qIiwicmVhZCJd"],
-        ),
-    ] = None,
+    cursor: UsageCursor = None,
     limit: Limit = 100,
 ) -> PrincipalUsagePage:
     """The principal's effective permissions with last use and uses in the window."""
