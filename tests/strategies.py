@@ -437,3 +437,14 @@ def labelled_poison_records(draw: st.DrawFn) -> tuple[str, bytes]:
 def poison_records() -> st.SearchStrategy[bytes]:
     """Raw payloads (bytes) that are not valid events per contract sections 1-2."""
     return labelled_poison_records().map(lambda pair: pair[1])
+
+
+def write_failures() -> st.SearchStrategy[set[tuple[str, str, int]]]:
+    """Which writer call fails: (call kind, tenant t0-t2, its nth call), for retry tests."""
+    return st.sets(
+        st.tuples(
+            st.sampled_from(["known", "write"]),
+            st.sampled_from(["t0", "t1", "t2"]),
+            st.integers(1, 6),
+        )
+    )

@@ -21,7 +21,7 @@ from permcore.projector import BatchEffects
 from permcore.state import TenantState
 from streams.processor import BatchProcessor, DeadLetter, RawRecord, handle_with_retry
 from tests.projection_sim import SimulatedViews, project_all, recorded
-from tests.strategies import histories, recorded_times
+from tests.strategies import histories, recorded_times, write_failures
 
 
 class FlakyWriter:
@@ -94,13 +94,7 @@ async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(histories(max_events=15), min_size=2, max_size=3),
-    st.sets(
-        st.tuples(
-            st.sampled_from(["known", "write"]),
-            st.sampled_from(["t0", "t1", "t2"]),
-            st.integers(1, 6),
-        )
-    ),
+    write_failures(),
     st.integers(1, 10),
 )
 def test_failed_batches_are_retried_without_losing_any_tenant(

@@ -19,20 +19,14 @@ from adapters.cassandra_layout.writer import ViewWriter
 from permcore.projector import BatchEffects
 from streams.processor import BatchProcessor, RawRecord, TenantLanes
 from tests.projection_sim import SimulatedViews, project_all, recorded
-from tests.strategies import histories, recorded_times
+from tests.strategies import histories, recorded_times, write_failures
 from tests.unit.test_batch_processor import FlakyWriter, no_dead_letters, raw_records
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(histories(max_events=15), min_size=2, max_size=3),
-    st.sets(
-        st.tuples(
-            st.sampled_from(["known", "write"]),
-            st.sampled_from(["t0", "t1", "t2"]),
-            st.integers(1, 6),
-        )
-    ),
+    write_failures(),
     st.integers(1, 5),
 )
 def test_lanes_apply_every_tenant_in_order_and_ack_each_record_once(
