@@ -111,6 +111,14 @@ async def _group_members(settings: Settings, group: str) -> int:
         await admin.close()
 
 
+def _active_generation(settings: Settings) -> int:
+    cluster, session = connect(settings, "admin", request_timeout=30.0)
+    try:
+        return catalogue.active_generation(session, settings.cassandra_keyspace) or 1
+    finally:
+        cluster.shutdown()
+
+
 def rebuild(
     settings: Settings,
     progress: Progress,
@@ -258,9 +266,13 @@ def drop_data(settings: Settings) -> None:
         cluster.shutdown()
 
 
-def wait_caught_up(settings: Settings, generation: int = 1, timeout: float = 120) -> float:
-    """Wait until a generation's processor group has committed the end of every partition;
-    returns the seconds waited, raises TimeoutError past the bound."""
+def wait_caught_up(
+    settings: Settings, generation: int | None = None, timeout: float = 120
+) -> float:
+    """Wait until a generation's processor group (by default the active one's) has committed
+    the end of every partition; returns the seconds waited, raises TimeoutError past the bound."""
+    if generation is None:
+        generation = _active_generation(settings)
     group = settings.group_for(generation)
 
     async def run() -> float:
