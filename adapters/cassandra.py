@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
@@ -98,7 +98,21 @@ def connect(
 
 
 async def execute(session: Session, statement: Any, params: Sequence[Any] | None = None) -> Any:
-    """Run a statement without blocking the event loop; returns the first page of rows."""
+    """Run a statement without blocking the event loop; returns the first page of rows.
+
+    An idempotent statement (the API's reads) that timed out is sent once more: when a node
+    has just died, the driver and the other coordinators go on choosing it until they have
+    marked it down, and the second attempt goes to another coordinator of the query plan.
+    """
+    try:
+        return await _execute_once(session, statement, params)
+    except (OperationTimedOut, ReadTimeout):
+        if not getattr(statement, "is_idempotent", False):
+            raise
+        return await _execute_once(session, statement, params)
+
+
+async def _execute_once(session: Session, statement: Any, params: Sequence[Any] | None) -> Any:
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[Any] = loop.create_future()
     response: ResponseFuture = session.execute_async(statement, params)

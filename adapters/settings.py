@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     processor_write_concurrency: int = Field(default=64, ge=1)
     # Records read ahead into the per-tenant queues before the consumer waits for room.
     processor_max_pending: int = Field(default=20_000, ge=1)
+    # A processor that died is noticed by the group (and its partitions handed over) after
+    # this long without a heartbeat; the broker allows 6-300 s (group.*.session.timeout.ms).
+    processor_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
     # Check answers kept per API worker, each valid only while its tenant's applied position
     # is unchanged (0 turns the cache off).

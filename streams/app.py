@@ -77,6 +77,9 @@ def build_app(
         topic_disable_leader=True,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.processor_session_timeout_seconds,
+        # Three heartbeats per session timeout, as Kafka recommends.
+        broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3,
         producer_acks=-1,
         stream_wait_empty=True,
         autodiscover=False,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, OperationTimedOut
+from cassandra.query import SimpleStatement
 from pydantic import ValidationError
 
-from adapters.cassandra import consistency_for
+from adapters.cassandra import consistency_for, execute
 from adapters.settings import Settings
 from deploy.stack.cassandra import CassandraNode, _cassandra_yaml
 from deploy.stack.cluster import cluster_from_env
@@ -100,3 +104,47 @@ def test_cassandra_node_yaml_binds_its_own_address() -> None:
     single = _cassandra_yaml(settings)
     assert "hinted_handoff_enabled: false\n" in single
     assert "initial_token" not in single
+
+
+class _TimingOutSession:
+    """Answers execute_async like the driver: the first `failures` attempts time out."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+
+    def execute_async(self, statement: object, params: object) -> object:
+        self.attempts += 1
+        failed = self.attempts <= self.failures
+
+        class Future:
+            def add_callbacks(self, on_result: Any, on_error: Any) -> None:
+                if failed:
+                    on_error(OperationTimedOut(errors=None, last_host="127.0.0.2:9042"))
+                else:
+                    on_result([("row",)])
+
+        return Future()
+
+
+def _statement(idempotent: bool) -> SimpleStatement:
+    return SimpleStatement("SELECT 1", is_idempotent=idempotent)
+
+
+def test_an_idempotent_read_that_timed_out_is_sent_once_more() -> None:
+    """A read stuck on a node that just died is asked again (another coordinator answers)."""
+    session = _TimingOutSession(failures=1)
+    rows = asyncio.run(execute(session, _statement(True)))
+    assert rows == [("row",)] and session.attempts == 2
+
+
+def test_a_second_timeout_and_any_non_idempotent_timeout_are_raised() -> None:
+    """One retry only, and never for a statement that may not be applied twice."""
+    twice = _TimingOutSession(failures=2)
+    with pytest.raises(OperationTimedOut):
+        asyncio.run(execute(twice, _statement(True)))
+    assert twice.attempts == 2
+    write = _TimingOutSession(failures=1)
+    with pytest.raises(OperationTimedOut):
+        asyncio.run(execute(write, _statement(False)))
+    assert write.attempts == 1
