@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make test`: lint, types, every test against real servers; with PERMSTORE_WITH_CLUSTER_TESTS=1 also
-# the node-loss tests on a local 3-node cluster (`make test-cluster`); stops what it started.
+# `make test`: lint, types, every test against real servers, then the node-loss tests on a local
+# 3-node cluster (`make test-cluster`; PERMSTORE_WITH_CLUSTER_TESTS=0 skips them); stops what it
+# started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -24,7 +25,7 @@ echo "[permstore] starting (or reusing) Kafka and Cassandra"
 $PY deploy/localstack.py up
 echo "[permstore] pytest: unit, integration, e2e"
 .venv/bin/pytest tests -q -p no:cacheprovider "$@"
-if [ "${PERMSTORE_WITH_CLUSTER_TESTS:-0}" = 1 ]; then
+if [ "${PERMSTORE_WITH_CLUSTER_TESTS:-1}" = 1 ]; then
   # The node-loss tests run on their own 3-node cluster; free the single node's memory and
   # cores first (it is stopped only if this run started it).
   cleanup
