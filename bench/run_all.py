@@ -30,6 +30,9 @@ SCENARIOS: dict[str, str] = {
     "console": "bench.scenarios.console_pages",
     "s6": "bench.scenarios.s6_fairness",
 }
+# Steps with their own stack and report: the scaling of the local 3-node cluster against the
+# single node (bench/cluster_scaling.py; it starts and stops the cluster itself).
+STEPS = {"cluster": "bench.cluster_scaling"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated scenarios to run (default all): {', '.join(SCENARIOS)}",
+        help=f"comma-separated scenarios to run (default all): {', '.join([*SCENARIOS, *STEPS])}",
     )
     parser.add_argument(
         "--workers",
@@ -86,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_data=bool(args.keep_data),
         profile=bool(args.profile),
     )
-    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or [*SCENARIOS, *STEPS]
+    unknown = [s for s in chosen if s not in SCENARIOS and s not in STEPS]
     if unknown:
         say(f"unknown scenarios: {', '.join(unknown)} (choose from {', '.join(SCENARIOS)})")
         return 2
@@ -103,6 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     for key in chosen:
         started = time.monotonic()
+        if key in STEPS:
+            step: Callable[[list[str]], int] = importlib.import_module(STEPS[key]).run_with_cluster
+            try:
+                code = step([] if options.full else ["--events", "3000", "--seconds", "6"])
+            except (Exception, SystemExit) as exc:
+                say(f"{key}: {exc}")
+                code = 1
+            if code != 0:
+                failed.append(key)
+            say(f"{key}: {'FAILED' if code else 'done'} in {time.monotonic() - started:.0f}s")
+            continue
         module = importlib.import_module(SCENARIOS[key])
         run: Callable[[Options], ScenarioReport] = module.run
         try:
