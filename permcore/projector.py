@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .closure import PathDelta
 from .events import (
@@ -17,6 +18,9 @@ from .events import (
     RevokeEvent,
 )
 from .state import NEVER, TenantState
+
+if TYPE_CHECKING:
+    from .changes import EventChanges
 
 REMOVED = -1
 """Marker of a removed source in a view change (live expiries are NEVER or positive)."""
@@ -97,6 +101,8 @@ class BatchEffects:
     duplicates: list[RecordedEvent] = field(default_factory=list)
     stale: list[RecordedEvent] = field(default_factory=list)
     effects: list[EventEffects] = field(default_factory=list)
+    changes: list[EventChanges] = field(default_factory=list)
+    """Effective-permission changes of the events this batch completes (when tracked)."""
 
     def last_offset(self) -> int | None:
         """The newest offset the batch saw (applied, duplicate or stale); None when empty."""
@@ -177,6 +183,8 @@ def project_pieces(
     events: Sequence[RecordedEvent],
     known_ids: Iterable[str],
     max_rows: int = 2000,
+    *,
+    track_changes: bool = False,
 ) -> Iterator[BatchEffects]:
     """project_batch in bounded pieces of at most max_rows view and path rows each.
 
@@ -184,7 +192,12 @@ def project_pieces(
     state rows; an event larger than a piece spreads its rows over several. Writing each piece
     before asking for the next one keeps an event's position unmoved until all its rows are in.
     The state is mutated as the pieces are produced: drop it if they are not all written.
+    With track_changes, the piece completing an event also carries its effective-permission
+    changes (permcore.changes).
     """
+    # Imported here: the change tracker builds on this module's view changes.
+    from .changes import ChangeTracker, EventChanges
+
     seen = set(known_ids)
     piece = BatchEffects()
     rows = 0
@@ -197,11 +210,14 @@ def project_pieces(
             piece.duplicates.append(recorded)
             continue
         seen.add(recorded.event.event_id)
+        tracker = ChangeTracker(state, recorded.event) if track_changes else None
         effects = EventEffects(offset=recorded.offset)
         views = apply_lazily(state, recorded.event, effects)
         part = EventEffects(offset=recorded.offset)
         piece.effects.append(part)
         for view in views:
+            if tracker is not None:
+                tracker.note(view)
             part.views.append(view)
             rows += 1
             if rows >= max_rows:
@@ -220,6 +236,14 @@ def project_pieces(
         part.state.extend(effects.state)
         part.state.append(StateChange(EVENT_KIND, recorded.event.event_id, str(recorded.offset)))
         piece.applied.append(recorded)
+        if tracker is not None:
+            found = tuple(tracker.finish(state))
+            if found:
+                piece.changes.append(
+                    EventChanges(
+                        recorded.offset, recorded.recorded_at, recorded.event.event_id, found
+                    )
+                )
     if piece.effects or piece.stale or piece.duplicates:
         yield piece
 

@@ -1,0 +1,157 @@
+"""Effective-permission changes of one event (contract section 6), derived without I/O.
+
+A principal's effective set is every (resource pattern, action) row of its view that holds at
+least one source. An event changes a row's sources; the set changes only when a row goes from
+no source to some (added) or from some to none (removed). A row that keeps sources but whose
+effective expiry moves (a grant renewed with another expiry) is listed as added again, with
+the new expiry. Expiries passing are not changes: followers read `expires_at`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .events import Event, GrantEvent, RevokeEvent
+from .projector import REMOVED, ViewChange, source_key, split_source
+from .state import NEVER, TenantState
+
+Row = tuple[str, str, str]
+"""(principal, pattern, action): one row of a principal's view."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalChange:
+    """What one event changed in one principal's effective set (sorted, never both empty)."""
+
+    principal: str
+    added: tuple[tuple[str, str, int], ...]
+    """(pattern, action, effective expiry in µs; NEVER for none)."""
+    removed: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventChanges:
+    """The principal changes of one applied event, in principal order (seq = index)."""
+
+    offset: int
+    recorded_at: int
+    cause: str
+    principals: tuple[PrincipalChange, ...]
+
+
+def effective_expiry(expiries: list[int]) -> int:
+    """The expiry of a row held through several sources: NEVER wins, else the latest."""
+    return NEVER if NEVER in expiries else max(expiries)
+
+
+@dataclass
+class _Touched:
+    """The sources one event set (value) or removed on one row."""
+
+    set_to: dict[str, int] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+
+
+class ChangeTracker:
+    """Collects the rows one event touches; once the event is applied, tells what changed.
+
+    Created before the event mutates the state (to remember a renewed grant's old expiry),
+    fed every view change, finished against the state after the event.
+    """
+
+    def __init__(self, state: TenantState, event: Event) -> None:
+        self._rows: dict[Row, _Touched] = {}
+        # The expiry, before the event, of the grant a grant or revoke event names: a grant
+        # already held is only renewed (its source was on every row before), and a revoked
+        # grant is gone from the state after the event.
+        self._named: tuple[str, int] | None = None
+        if isinstance(event, GrantEvent | RevokeEvent):
+            before = state.grants.get(event.principal, {}).get((event.resource, event.permission))
+            if before is not None:
+                self._named = (source_key(event.principal, event.permission), before)
+
+    def note(self, change: ViewChange) -> None:
+        """Remember one view change of the event."""
+        row = (change.principal, change.pattern, change.action)
+        touched = self._rows.get(row)
+        if touched is None:
+            touched = self._rows[row] = _Touched()
+        if change.expires == REMOVED:
+            touched.removed.add(change.source)
+            touched.set_to.pop(change.source, None)
+        else:
+            touched.set_to[change.source] = change.expires
+            touched.removed.discard(change.source)
+
+    def finish(self, state: TenantState) -> list[PrincipalChange]:
+        """The per-principal changes, given the state after the event."""
+        sources = _RowSources(state)
+        added: dict[str, list[tuple[str, str, int]]] = {}
+        removed: dict[str, list[tuple[str, str]]] = {}
+        for row, touched in self._rows.items():
+            principal, pattern, action = row
+            after = sources.of(principal, pattern, action)
+            before = self._before(state, pattern, after, touched)
+            if after and not before:
+                added.setdefault(principal, []).append(
+                    (pattern, action, effective_expiry(list(after.values())))
+                )
+            elif before and not after:
+                removed.setdefault(principal, []).append((pattern, action))
+            elif after and effective_expiry(list(after.values())) != effective_expiry(
+                list(before.values())
+            ):
+                added.setdefault(principal, []).append(
+                    (pattern, action, effective_expiry(list(after.values())))
+                )
+        return [
+            PrincipalChange(
+                principal,
+                tuple(sorted(added.get(principal, ()))),
+                tuple(sorted(removed.get(principal, ()))),
+            )
+            for principal in sorted(added.keys() | removed.keys())
+        ]
+
+    def _before(
+        self, state: TenantState, pattern: str, after: dict[str, int], touched: _Touched
+    ) -> dict[str, int]:
+        """The row's sources before the event: what it set is new (unless renewed), what it
+        removed was there, with the expiry its grant had."""
+        before = {s: e for s, e in after.items() if s not in touched.set_to}
+        for source in touched.removed:
+            subject, permission = split_source(source)
+            # A lost group or role action leaves the grant itself in the state.
+            expires = state.grants.get(subject, {}).get((pattern, permission))
+            if expires is None and self._named is not None and self._named[0] == source:
+                expires = self._named[1]
+            before[source] = NEVER if expires is None else expires
+        if self._named is not None and self._named[0] in touched.set_to:
+            before[self._named[0]] = self._named[1]
+        return before
+
+
+class _RowSources:
+    """Every source of a row in one state, with per-subject indexes built once per event."""
+
+    def __init__(self, state: TenantState) -> None:
+        self._state = state
+        self._by_pattern: dict[str, dict[str, list[tuple[str, int]]]] = {}
+
+    def of(self, principal: str, pattern: str, action: str) -> dict[str, int]:
+        """source -> expiry of every grant that puts (pattern, action) on principal's view."""
+        state = self._state
+        found: dict[str, int] = {}
+        for subject in (principal, *state.closure().reached(principal)):
+            for permission, expires in self._grants_at(subject).get(pattern, ()):
+                if action in state.actions_of(permission):
+                    found[source_key(subject, permission)] = expires
+        return found
+
+    def _grants_at(self, subject: str) -> dict[str, list[tuple[str, int]]]:
+        index = self._by_pattern.get(subject)
+        if index is None:
+            index = self._by_pattern[subject] = {}
+            for (pattern, permission), expires in self._state.grants.get(subject, {}).items():
+                index.setdefault(pattern, []).append((permission, expires))
+        return index
