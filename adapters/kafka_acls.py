@@ -68,7 +68,7 @@ class Acl:
 def acl_table(settings: Settings) -> list[Acl]:
     """Every ACL permstore needs; topics literal (the DLQ shares the events topic's prefix)."""
     events, dlq, group = settings.events_topic, settings.dlq_topic, settings.processor_group
-    usage = settings.usage_topic
+    usage, changes = settings.usage_topic, settings.changes_topic
     read, write, describe = Operation.READ, Operation.WRITE, Operation.DESCRIBE
     topic, lit = Resource.TOPIC, Pattern.LITERAL
     # The processor's groups are `<processor_group>-g<generation>`: one prefix covers them all.
@@ -77,6 +77,7 @@ def acl_table(settings: Settings) -> list[Acl]:
             (topic, events, lit, (read, describe)),
             (topic, dlq, lit, (write, describe)),
             (topic, usage, lit, (read, describe)),
+            (topic, changes, lit, (write, describe)),
             (Resource.GROUP, group, Pattern.PREFIXED, (read, describe)),
         ],
         # Produces events and usage records; its lag probe reads end offsets and committed ones.

@@ -24,7 +24,8 @@ USAGE_TOPIC_CONFIG = {
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events, dead-letter and usage topics if missing; returns the names created."""
+    """Create the events, dead-letter, usage and changes topics if missing; returns the names
+    created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
     )
@@ -55,6 +56,15 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 settings.usage_partitions,
                 settings.kafka_replication_factor,
                 topic_configs=USAGE_TOPIC_CONFIG,
+            ),
+            NewTopic(
+                settings.changes_topic,
+                settings.events_partitions,
+                settings.kafka_replication_factor,
+                topic_configs={
+                    "retention.ms": str(settings.changes_retention_days * 86_400_000),
+                    "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+                },
             ),
         ]
         missing = [t for t in wanted if t.name not in existing]

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     check_fast_lane: bool = True
     readiness_max_lag: int = Field(default=10_000, ge=0)
     rate_limit_per_second: int = Field(default=50_000, ge=1)
+    # The change stream (contract section 6, docs/changes.md): records kept this long, in
+    # Cassandra and on changes_topic; a follower away longer must list permissions again.
+    changes_topic: str = "permstore.changes"
+    changes_retention_days: int = Field(default=7, ge=1, le=365)
     # Usage of access (issue 11, docs/usage.md): credited by every allowed decision, flushed
     # by each API worker to usage_topic, folded into Cassandra by the processor.
     usage_enabled: bool = True

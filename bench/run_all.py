@@ -29,6 +29,7 @@ SCENARIOS: dict[str, str] = {
     "scaling": "bench.scenarios.scaling",
     "console": "bench.scenarios.console_pages",
     "s6": "bench.scenarios.s6_fairness",
+    "changes": "bench.scenarios.changes_stream",
 }
 # Steps with their own stack and report: the scaling of the local 3-node cluster against the
 # single node (bench/cluster_scaling.py; it starts and stops the cluster itself).

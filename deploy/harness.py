@@ -35,6 +35,7 @@ def namespace_env(name: str) -> dict[str, str]:
         "PERMSTORE_EVENTS_TOPIC": f"permstore.{name}.events",
         "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
         "PERMSTORE_USAGE_TOPIC": f"permstore.{name}.usage",
+        "PERMSTORE_CHANGES_TOPIC": f"permstore.{name}.changes",
         "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
         "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
     }
@@ -47,6 +48,7 @@ def namespace_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         "events_topic": env["PERMSTORE_EVENTS_TOPIC"],
         "dlq_topic": env["PERMSTORE_DLQ_TOPIC"],
         "usage_topic": env.get("PERMSTORE_USAGE_TOPIC", "permstore.usage"),
+        "changes_topic": env.get("PERMSTORE_CHANGES_TOPIC", "permstore.changes"),
         "cassandra_keyspace": env["PERMSTORE_CASSANDRA_KEYSPACE"],
         "processor_group": env["PERMSTORE_PROCESSOR_GROUP"],
     }

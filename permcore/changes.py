@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .consistency import LogPoint, encode_change_cursor, encode_token
+from .decisions import micros_to_rfc3339
 from .events import Event, GrantEvent, RevokeEvent
 from .projector import REMOVED, ViewChange, source_key, split_source
 from .state import NEVER, TenantState
@@ -155,3 +157,71 @@ class _RowSources:
             for (pattern, permission), expires in self._state.grants.get(subject, {}).items():
                 index.setdefault(pattern, []).append((permission, expires))
         return index
+
+
+BUCKET_BITS = 16
+"""A tenant's changes are stored in buckets of 2**16 offsets of its partition."""
+
+
+def bucket_of(offset: int) -> int:
+    """The storage bucket of an event's changes."""
+    return offset >> BUCKET_BITS
+
+
+def change_records(
+    tenant: str, partition: int, change: EventChanges
+) -> list[tuple[int, dict[str, object]]]:
+    """(seq, record) of each principal an event changed, as the contract publishes them."""
+    position = encode_token(tenant, LogPoint(partition, change.offset))
+    recorded_at = micros_to_rfc3339(change.recorded_at)
+    return [
+        (
+            seq,
+            {
+                "tenant": tenant,
+                "principal": p.principal,
+                "position": position,
+                "recorded_at": recorded_at,
+                "cause": change.cause,
+                "added": [
+                    {"resource": r, "action": a, "expires_at": micros_to_rfc3339(e)}
+                    for r, a, e in p.added
+                ],
+                "removed": [{"resource": r, "action": a} for r, a in p.removed],
+            },
+        )
+        for seq, p in enumerate(change.principals)
+    ]
+
+
+def change_page(
+    tenant: str,
+    current: LogPoint,
+    after: tuple[LogPoint, int | None],
+    rows: list[tuple[int, int, str]],
+    limit: int,
+) -> tuple[list[tuple[str, str]], str]:
+    """((cursor, record) items, next) of up to limit stored rows read after `after` and up to
+    the tenant's current point (rows holds up to limit + 1, to tell whether more follow).
+
+    A cursor names a record inside its event only when the event's next record is still to
+    come; when the rows are drained, next is the current point (nothing before it is left).
+    """
+    point, seq = after
+    if not rows:
+        if current.offset > point.offset:
+            return [], encode_token(tenant, current)
+        if seq is None:
+            return [], encode_token(tenant, point)
+        return [], encode_change_cursor(tenant, point, seq)
+    more = len(rows) > limit
+    items: list[tuple[str, str]] = []
+    for index, (offset, row_seq, record) in enumerate(rows[:limit]):
+        at = LogPoint(current.partition, offset)
+        following = rows[index + 1] if index + 1 < len(rows) else None
+        last_of_event = following is None or following[0] != offset
+        cursor = (
+            encode_token(tenant, at) if last_of_event else encode_change_cursor(tenant, at, row_seq)
+        )
+        items.append((cursor, record))
+    return items, items[-1][0] if more else encode_token(tenant, current)

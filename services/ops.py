@@ -248,6 +248,7 @@ def drop_data(settings: Settings) -> None:
                 settings.events_topic,
                 settings.dlq_topic,
                 settings.usage_topic,
+                settings.changes_topic,
             }
             if names:
                 await admin.delete_topics(sorted(names))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
 
+from adapters.cassandra_layout.writer import ChangeSink
 from adapters.kafka_security import faust_credentials
 from adapters.settings import Settings
 from streams import metrics
@@ -58,10 +61,23 @@ class _App(faust.App):
         await super()._consumer_wait_empty(consumer, logger)
 
 
+@dataclass
+class ChangePublishing:
+    """Whether this processor publishes its change records to Kafka.
+
+    Only the active generation's processor does: a rebuild's processor stores the same rows
+    (idempotent) but must not replay history on the topic. It starts publishing once readers
+    switch to its generation.
+    """
+
+    enabled: bool
+
+
 def build_app(
     settings: Settings,
     group: str,
-    make_processor: Callable[[DeadLetterSink], BatchProcessor],
+    make_processor: Callable[[DeadLetterSink, ChangeSink], BatchProcessor],
+    publishing: ChangePublishing,
 ) -> _App:
     """Create the faust app (consumer group `group`) with its agent and the processor it feeds."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +127,18 @@ def build_app(
                 ],
             )
 
-    processor = make_processor(send_dead_letters)
+    async def publish_changes(records: list[tuple[str, bytes]]) -> None:
+        """Send every record, then wait for all acks: the state write follows only then."""
+        if not publishing.enabled:
+            return
+        sent = [
+            await app.producer.send(settings.changes_topic, tenant.encode(), body, None, None, None)
+            for tenant, body in records
+        ]
+        await asyncio.gather(*sent)
+        metrics.CHANGES_PUBLISHED.inc(len(records))
+
+    processor = make_processor(send_dead_letters, publish_changes)
     lanes = TenantLanes(
         processor,
         send_dead_letters,

@@ -12,16 +12,17 @@ from prometheus_client import start_http_server
 
 from adapters.cassandra import connect
 from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
-from adapters.cassandra_layout.writer import ViewWriter
+from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
 from adapters.logging import configure_logging
 from adapters.settings import Settings
-from streams.app import build_app
+from streams.app import ChangePublishing, build_app
 from streams.processor import BatchProcessor, DeadLetterSink
 from streams.usage_agent import register_usage_agent
 
 log = structlog.get_logger("permstore.processor")
 
 GENERATION_POLL_SECONDS = 5.0
+CHANGE_PUBLISHING_POLL_SECONDS = 0.5
 
 
 def main() -> None:
@@ -37,15 +38,33 @@ def main() -> None:
     pinned = settings.generation
     generation = pinned or active_generation(session, settings.cassandra_keyspace) or 1
     writer = ViewWriter(
-        session, settings.cassandra_keyspace, generation, settings.processor_write_concurrency
+        session,
+        settings.cassandra_keyspace,
+        generation,
+        settings.processor_write_concurrency,
+        settings.changes_retention_days * 86_400,
     )
 
-    def make_processor(sink: DeadLetterSink) -> BatchProcessor:
-        return BatchProcessor(writer, sink, settings.tenant_cache_entries)
+    def make_processor(sink: DeadLetterSink, changes: ChangeSink) -> BatchProcessor:
+        return BatchProcessor(writer, sink, settings.tenant_cache_entries, changes)
 
-    app = build_app(settings, settings.group_for(generation), make_processor)
+    active = active_generation(session, settings.cassandra_keyspace) or 1
+    publishing = ChangePublishing(enabled=active == generation)
+    app = build_app(settings, settings.group_for(generation), make_processor, publishing)
     register_usage_agent(app, settings, session)
-    if not pinned:
+    if pinned:
+
+        async def publish_once_active() -> None:
+            """A rebuild's processor publishes changes from the moment readers switch to it."""
+            try:
+                active = await read_active_generation(session, settings.cassandra_keyspace)
+            except Exception as exc:
+                log.warning("generation.poll_failed", error=type(exc).__name__)
+                return
+            publishing.enabled = active == generation
+
+        app.timer(interval=CHANGE_PUBLISHING_POLL_SECONDS)(publish_once_active)
+    else:
 
         async def follow_active_generation() -> None:
             """Stop (gracefully) when readers have switched to another generation."""

@@ -17,6 +17,13 @@ EVENTS_DUPLICATE = Counter(
 )
 DEAD_LETTERED = Counter("permstore_events_dead_lettered_total", "Events sent to the DLQ")
 VIEW_CHANGES = Counter("permstore_view_changes_total", "View cells written (fan-out)")
+PRINCIPAL_CHANGES = Counter(
+    "permstore_principal_changes_total",
+    "Change-stream records written: one per principal whose effective set an event changed",
+)
+CHANGES_PUBLISHED = Counter(
+    "permstore_changes_published_total", "Change-stream records published to Kafka"
+)
 STATE_LOADS = Counter("permstore_state_loads_total", "Tenant states loaded from Cassandra")
 BATCH_RETRIES = Counter("permstore_batch_retries_total", "Batches retried after a failure")
 BATCH_SECONDS = Histogram(

@@ -15,7 +15,7 @@ import structlog
 from cachetools import LRUCache
 from pydantic import ValidationError
 
-from adapters.cassandra_layout.writer import ViewWriter
+from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
 from permcore.projector import BatchEffects, RecordedEvent, project_batch, project_pieces
 from permcore.state import TenantState
 from schemas.events import Event, parse_event
@@ -77,10 +77,15 @@ class BatchProcessor:
     """Applies batches of records to the views; safe to retry a batch any number of times."""
 
     def __init__(
-        self, writer: ViewWriter, dead_letters: DeadLetterSink, cache_entries: int
+        self,
+        writer: ViewWriter,
+        dead_letters: DeadLetterSink,
+        cache_entries: int,
+        publish_changes: ChangeSink | None = None,
     ) -> None:
         self._writer = writer
         self._dead_letters = dead_letters
+        self._publish_changes = publish_changes
         self._states: LRUCache[str, TenantState] = LRUCache(
             maxsize=cache_entries, getsizeof=TenantState.size
         )
@@ -144,6 +149,7 @@ class BatchProcessor:
         metrics.EVENTS_APPLIED.inc(len(effects.applied))
         metrics.EVENTS_DUPLICATE.inc(len(effects.duplicates))
         metrics.VIEW_CHANGES.inc(effects.view_change_count())
+        metrics.PRINCIPAL_CHANGES.inc(sum(len(c.principals) for c in effects.changes))
         if effects.applied:
             last = effects.applied[-1]
             metrics.mark_fresh(tenant, last.recorded_at / 1_000_000)
@@ -179,7 +185,7 @@ class BatchProcessor:
         """
         state = await self._state_for(tenant)
         known = await self._writer.known_event_ids(tenant, (r.event.event_id for r in events))
-        pieces = project_pieces(state, events, known, piece_rows)
+        pieces = project_pieces(state, events, known, piece_rows, track_changes=True)
         try:
             while True:
                 started = time.perf_counter()
@@ -187,7 +193,9 @@ class BatchProcessor:
                 metrics.PROJECT_SECONDS.observe(time.perf_counter() - started)
                 if piece is None:
                     break
-                await self._writer.write_all([(tenant, partition, piece)])
+                await self._writer.write_all(
+                    [(tenant, partition, piece)], publish=self._publish_changes
+                )
                 await self._applied(tenant, state, piece)
                 await self._progress()
                 completed(piece)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import orjson
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
@@ -24,6 +25,7 @@ from adapters.cassandra_layout.encodings import (
     write_timestamp,
 )
 from adapters.cassandra_layout.tables import table
+from permcore.changes import bucket_of, change_records
 from permcore.consistency import PROGRESS_KEY
 from permcore.projector import (
     EVENT_KIND,
@@ -46,16 +48,28 @@ WRITE_BATCH_STATEMENTS = 64
 Write = tuple[tuple[str, ...], PreparedStatement, tuple[Any, ...]]
 """(partition it lands in, statement, parameters): sorted by partition to batch neighbours."""
 EXPIRY_GRACE_SECONDS = 60
+DEFAULT_CHANGES_RETENTION_SECONDS = 7 * 86_400
+
+ChangeSink = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
+"""Takes (tenant, record JSON) of every change a write completes, after its rows are stored."""
 
 
 class ViewWriter:
     """The processor's only door into Cassandra: loads state, writes views, audit and state."""
 
-    def __init__(self, session: Session, keyspace: str, generation: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        keyspace: str,
+        generation: int,
+        concurrency: int,
+        changes_retention_seconds: int = DEFAULT_CHANGES_RETENTION_SECONDS,
+    ) -> None:
         self._session = session
         self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._months_written: set[tuple[str, int]] = set()
+        self._changes_retention = changes_retention_seconds
         g = table(keyspace, "%s", generation)
         perms, pats, state = (
             g % "permissions_by_principal",
@@ -120,6 +134,14 @@ class ViewWriter:
             f"INSERT INTO {g % 'snapshot_chunks'} (tenant, kafka_offset, chunk, data) "
             "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
         )
+        self._change = prep(
+            f"INSERT INTO {keyspace}.changes (tenant, bucket, kafka_offset, seq, record) "
+            "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?"
+        )
+        self._change_bucket = prep(
+            f"INSERT INTO {keyspace}.change_buckets (tenant, bucket) VALUES (?, ?) "
+            "USING TIMESTAMP ? AND TTL ?"
+        )
         self._snapshot_index = prep(
             f"INSERT INTO {g % 'snapshot_index'} (tenant, recorded_at, kafka_offset, chunks) "
             "VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
@@ -153,13 +175,18 @@ class ViewWriter:
         return found
 
     async def write_all(
-        self, batches: list[tuple[str, int, BatchEffects]], now_us: int | None = None
+        self,
+        batches: list[tuple[str, int, BatchEffects]],
+        now_us: int | None = None,
+        publish: ChangeSink | None = None,
     ) -> int:
-        """Write the views and audit rows of every (tenant, partition, effects), then each
-        tenant's state with its applied offset; returns the number of statements written.
+        """Write the views and audit rows of every (tenant, partition, effects), then their
+        change-stream rows (handed to publish once stored), then each tenant's state with its
+        applied offset; returns the number of statements written.
 
         State and position go last, each in one single-partition batch, so a crash before it
-        replays the tenant's events from the old state.
+        replays the tenant's events from the old state; the replay writes the same change rows
+        again (same keys and content), so a follower of the table sees each change once.
         """
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         writes: list[Write] = []
@@ -178,13 +205,57 @@ class ViewWriter:
         if len(self._months_written) + len(months) > 100_000:
             self._months_written.clear()
         self._months_written |= months
+        changes, published = self._change_writes(batches, now_us)
+        await self._flush(changes)
+        if publish is not None and published:
+            await publish(published)
         states = []
         for tenant, partition, effects in batches:
             last = effects.last_offset()
             if last is not None:
                 states.append(self._write_state(tenant, partition, effects, last, now_us))
         await asyncio.gather(*states)
-        return len(writes) + len(states)
+        return len(writes) + len(changes) + len(states)
+
+    def _change_writes(
+        self, batches: list[tuple[str, int, BatchEffects]], now_us: int
+    ) -> tuple[list[Write], list[tuple[str, bytes]]]:
+        """The change rows (and bucket rows) of the batches, and the records to publish.
+
+        Each row lives the retention counted from its event's recorded time: a rebuild that
+        writes an old event's rows again neither revives nor prolongs them.
+        """
+        writes: list[Write] = []
+        published: list[tuple[str, bytes]] = []
+        for tenant, partition, effects in batches:
+            # bucket -> (newest offset, its TTL): the newest event's row wins and lives longest.
+            buckets: dict[int, tuple[int, int]] = {}
+            for change in effects.changes:
+                ttl = self._changes_retention - (now_us - change.recorded_at) // 1_000_000
+                ts = write_timestamp(change.offset)
+                bucket = bucket_of(change.offset)
+                for seq, record in change_records(tenant, partition, change):
+                    body = orjson.dumps(record)
+                    published.append((tenant, body))
+                    if ttl > 0:
+                        writes.append(
+                            (
+                                ("c", tenant, str(bucket)),
+                                self._change,
+                                (tenant, bucket, change.offset, seq, body.decode(), ts, ttl),
+                            )
+                        )
+                if ttl > 0:
+                    buckets[bucket] = max(buckets.get(bucket, (-1, 0)), (change.offset, ttl))
+            writes.extend(
+                (
+                    ("cb", tenant),
+                    self._change_bucket,
+                    (tenant, bucket, write_timestamp(offset), ttl),
+                )
+                for bucket, (offset, ttl) in buckets.items()
+            )
+        return writes, published
 
     def _effect_writes(self, tenant: str, effects: BatchEffects, now_us: int) -> list[Write]:
         writes: list[Write] = []

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.cassandra import connect
 from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
+from adapters.cassandra_layout.changes_reader import ChangeStore
 from adapters.cassandra_layout.reader import ViewReader
 from adapters.cassandra_layout.usage_reader import UsageStore
 from adapters.kafka_lag import LagProbe
@@ -30,6 +31,7 @@ from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
 from adapters.settings import Settings
 from permcore.consistency import PROGRESS_KEY
+from services.api.changes_routes import router as changes_router
 from services.api.deps import Services
 from services.api.errors import install_error_handlers
 from services.api.fast_lane import CheckFastLane
@@ -157,6 +159,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.services = services
     app.state.usage_store = UsageStore(session, settings.cassandra_keyspace)
+    app.state.change_store = ChangeStore(session, settings.cassandra_keyspace)
     app.state.readiness = Readiness(services, probe)
     log.info("api.start", generation=generation, pid=os.getpid())
     # Modules, models and clients live as long as the process: leaving them out of the cycle
@@ -218,6 +221,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(findings_router)
+    app.include_router(changes_router)
     # The web console (/console): its own package, sharing this app's services and headers.
     install_console(app)
 

@@ -13,10 +13,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.writer import ViewWriter
+from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permcore.changes import change_records
 from permcore.projector import BatchEffects
 from permcore.state import TenantState
 from streams.processor import BatchProcessor, DeadLetter, RawRecord, handle_with_retry
@@ -32,6 +34,8 @@ class FlakyWriter:
         self.views: dict[str, SimulatedViews] = {}
         self.failures = failures
         self.calls: Counter[tuple[str, str]] = Counter()
+        # (tenant, offset, seq) -> record: the change table, written again by every replay.
+        self.changes: dict[tuple[str, int, int], dict[str, object]] = {}
 
     def _fail(self, call: str, tenant: str) -> None:
         self.calls[call, tenant] += 1
@@ -50,9 +54,22 @@ class FlakyWriter:
         self._fail("known", tenant)
         return self._of(tenant).known_ids(event_ids)
 
-    async def write_all(self, batches: list[tuple[str, int, BatchEffects]]) -> int:
+    async def write_all(
+        self,
+        batches: list[tuple[str, int, BatchEffects]],
+        now_us: int | None = None,
+        publish: ChangeSink | None = None,
+    ) -> int:
         for tenant, _, _ in batches:
             self._fail("write", tenant)
+        published = []
+        for tenant, partition, effects in batches:
+            for change in effects.changes:
+                for seq, record in change_records(tenant, partition, change):
+                    self.changes[tenant, change.offset, seq] = record
+                    published.append((tenant, orjson.dumps(record)))
+        if publish is not None and published:
+            await publish(published)
         for tenant, _, effects in batches:
             self._of(tenant).write(effects)
         return 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from permcore.changes import EventChanges, effective_expiry
+from adapters.cassandra_layout.changes_reader import MAX_SEQ
+from permcore.changes import EventChanges, change_page, effective_expiry
+from permcore.consistency import START, LogPoint, decode_change_point
 from permcore.projector import project_pieces, to_micros
 from permcore.state import NEVER, TenantState
 from tests.projection_sim import recorded
@@ -130,3 +132,37 @@ def test_a_second_source_keeps_the_row_and_a_renewal_moves_its_expiry() -> None:
     (renewed,) = by_offset[4]["user:ann"][0]
     assert renewed[:2] == ("doc:a", "read") and renewed[2] > 0
     assert by_offset == expected_changes(events)
+
+
+@given(
+    st.lists(st.integers(1, 4), min_size=0, max_size=12),
+    st.integers(1, 5),
+    st.integers(0, 3),
+)
+def test_following_next_reads_every_stored_record_once(
+    sizes: list[int], limit: int, gap: int
+) -> None:
+    """Records of events of any size, paged with any limit: following next (cursors inside an
+    event included) yields each record exactly once, in order, and then the current point."""
+    tenant = "acme"
+    stored = [
+        (offset * (gap + 1), seq, f"{offset}/{seq}")
+        for offset, size in enumerate(sizes)
+        for seq in range(size)
+    ]
+    current = LogPoint(3, max((o for o, _, _ in stored), default=0) + gap)
+
+    def after(point: LogPoint, seq: int | None) -> list[tuple[int, int, str]]:
+        bound = (point.offset, MAX_SEQ if seq is None else seq)
+        return [r for r in stored if (r[0], r[1]) > bound][: limit + 1]
+
+    position: tuple[LogPoint, int | None] = (START, None)
+    seen: list[str] = []
+    for _ in range(len(stored) + 2):
+        items, following = change_page(tenant, current, position, after(*position), limit)
+        seen.extend(record for _, record in items)
+        position = decode_change_point(tenant, following)
+        if not items:
+            break
+    assert seen == [record for _, _, record in stored]
+    assert position == (current, None)

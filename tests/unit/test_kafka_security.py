@@ -79,8 +79,8 @@ def test_faust_credentials_use_scram(local: Path) -> None:
 
 
 def test_acl_table_is_least_privilege() -> None:
-    """Only the processor reads the log and usage, only it writes the DLQ, the API writes
-    events and usage, nobody else gets anything."""
+    """Only the processor reads the log and usage, only it writes the DLQ and the change
+    stream, the API writes events and usage, nobody else gets anything."""
     settings = Settings(events_topic="permstore.x.events", dlq_topic="permstore.x.events.dlq")
     grants = {
         (a.principal.removeprefix("User:permstore_"), a.resource, a.name, a.pattern, a.operation)
@@ -96,6 +96,7 @@ def test_acl_table_is_least_privilege() -> None:
     }
     assert {(g[0], g[2]) for g in grants if g[4] == Operation.WRITE} == {
         ("processor", dlq),
+        ("processor", settings.changes_topic),
         ("api", events),
         ("api", settings.usage_topic),
         ("publisher", events),

@@ -12,15 +12,19 @@ import json
 from functools import partial
 from typing import Any, cast
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.writer import ViewWriter
-from permcore.projector import BatchEffects
+from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permcore.projector import BatchEffects, to_micros
+from permcore.state import NEVER
 from streams.processor import BatchProcessor, RawRecord, TenantLanes
 from tests.projection_sim import SimulatedViews, project_all, recorded
+from tests.reference_model import parse_time
 from tests.strategies import histories, recorded_times, write_failures
 from tests.unit.test_batch_processor import FlakyWriter, no_dead_letters, raw_records
+from tests.unit.test_changes import expected_changes
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -34,7 +38,14 @@ def test_lanes_apply_every_tenant_in_order_and_ack_each_record_once(
 ) -> None:
     by_tenant = {f"t{i}": events for i, events in enumerate(streams)}
     writer = FlakyWriter(set(failures))
-    processor = BatchProcessor(cast(ViewWriter, writer), no_dead_letters, cache_entries=10_000)
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(records: list[tuple[str, bytes]]) -> None:
+        published.extend(records)
+
+    processor = BatchProcessor(
+        cast(ViewWriter, writer), no_dead_letters, cache_entries=10_000, publish_changes=publish
+    )
     records = raw_records(by_tenant)
     acks: list[RawRecord] = []
 
@@ -60,6 +71,34 @@ def test_lanes_apply_every_tenant_in_order_and_ack_each_record_once(
         )
         got = writer.views.get(tenant, SimulatedViews())
         assert got.snapshot() == expected.snapshot(), tenant
+        assert_changes_stored_and_published(writer, published, tenant, own)
+
+
+def assert_changes_stored_and_published(
+    writer: FlakyWriter, published: list[tuple[str, bytes]], tenant: str, own: list[RawRecord]
+) -> None:
+    """The change table holds the reference model's diff of every event, however the writes
+    failed and were retried; Kafka saw each of its records, some more than once."""
+    index_of = {r.offset: i for i, r in enumerate(own)}
+    table: dict[int, dict[str, tuple[list[tuple[str, str, int]], list[tuple[str, str]]]]] = {}
+    rows = sorted((k, v) for k, v in writer.changes.items() if k[0] == tenant)
+    for (_, offset, _), record in rows:
+        added = [
+            (
+                a["resource"],
+                a["action"],
+                to_micros(parse_time(a["expires_at"])) if a["expires_at"] else NEVER,
+            )
+            for a in cast(list[dict[str, str]], record["added"])
+        ]
+        removed = [
+            (r["resource"], r["action"]) for r in cast(list[dict[str, str]], record["removed"])
+        ]
+        table.setdefault(index_of[offset], {})[str(record["principal"])] = (added, removed)
+    events = [json.loads(r.value or b"") for r in own]
+    assert table == expected_changes(events), tenant
+    seen = {body for t, body in published if t == tenant}
+    assert seen == {orjson.dumps(v) for k, v in writer.changes.items() if k[0] == tenant}
 
 
 class BlockingWriter(FlakyWriter):
@@ -70,10 +109,15 @@ class BlockingWriter(FlakyWriter):
         self.blocked = blocked
         self.release = asyncio.Event()
 
-    async def write_all(self, batches: list[tuple[str, int, BatchEffects]]) -> int:
+    async def write_all(
+        self,
+        batches: list[tuple[str, int, BatchEffects]],
+        now_us: int | None = None,
+        publish: ChangeSink | None = None,
+    ) -> int:
         if any(tenant == self.blocked for tenant, _, _ in batches):
             await self.release.wait()
-        return await super().write_all(batches)
+        return await super().write_all(batches, now_us, publish)
 
 
 def test_a_stuck_tenant_does_not_hold_back_another_in_its_partition() -> None:
