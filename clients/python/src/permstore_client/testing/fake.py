@@ -22,7 +22,15 @@ from urllib.parse import parse_qs, unquote
 from pydantic import TypeAdapter, ValidationError
 
 from .._core import identifiers as ids
-from .._core.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
+from .._core.changes import change_page, change_records
+from .._core.consistency import (
+    START,
+    LogPoint,
+    MalformedTokenError,
+    decode_change_point,
+    decode_token,
+    encode_token,
+)
 from .._core.decisions import (
     Reason,
     decide_from_rows,
@@ -32,7 +40,7 @@ from .._core.decisions import (
     with_chains,
 )
 from .._core.events import EVENT_ADAPTER, Event, EventBatch, Timestamp
-from .._core.projector import REMOVED, RecordedEvent, project_batch, to_micros
+from .._core.projector import REMOVED, RecordedEvent, project_pieces, to_micros
 from .._core.replay import fold_event
 from .._core.state import NEVER, TenantState
 
@@ -86,6 +94,8 @@ class _Tenant:
     event_ids: set[str] = field(default_factory=set)
     next_offset: int = 0
     applied_at: int | None = None
+    # (offset, seq, record JSON) of the change stream, in log order
+    changes: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 class InMemoryPermstore:
@@ -94,6 +104,7 @@ class InMemoryPermstore:
     def __init__(self, clock: Callable[[], int] = now_micros) -> None:
         self._tenants: dict[str, _Tenant] = {}
         self._lock = threading.RLock()
+        self._applied = threading.Condition(self._lock)
         self._clock = clock
         self._last_recorded = 0
 
@@ -130,7 +141,10 @@ class InMemoryPermstore:
                 self._last_recorded = max(self._last_recorded, self._clock())
                 recorded.append(RecordedEvent(event, view.next_offset, self._last_recorded))
                 view.next_offset += 1
-            result = project_batch(view.state, recorded, view.event_ids)
+            # One piece: nothing here is written between pieces.
+            (result,) = project_pieces(
+                view.state, recorded, view.event_ids, 2**62, track_changes=True
+            )
             for item in result.applied:
                 view.event_ids.add(item.event.event_id)
                 body = EVENT_ADAPTER.dump_python(item.event, mode="json", exclude_none=True)
@@ -146,7 +160,32 @@ class InMemoryPermstore:
                             del cells[(change.pattern, change.action)]
                     else:
                         sources[change.source] = change.expires
+            for event_changes in result.changes:
+                for seq, record in change_records(tenant, 0, event_changes):
+                    view.changes.append((event_changes.offset, seq, json.dumps(record)))
+            self._applied.notify_all()
             return encode_token(tenant, LogPoint(0, view.next_offset - 1))
+
+    def changes_after(
+        self, tenant: str, after: tuple[LogPoint, int | None] | None, limit: int, wait: float
+    ) -> tuple[list[tuple[str, str]], str]:
+        """((cursor, record JSON) items, next) after a position (None: the current one),
+        waiting up to wait seconds for the first change, as the service's endpoint does."""
+        deadline = time.monotonic() + wait
+        with self._lock:
+            view = self._tenant(tenant)
+            current = LogPoint(0, view.next_offset - 1) if view.next_offset else START
+            start = after if after is not None else (current, None)
+            point, seq = start
+            bound = (point.offset, 2**31 if seq is None else seq)
+            while True:
+                rows = [r for r in view.changes if (r[0], r[1]) > bound][: limit + 1]
+                left = deadline - time.monotonic()
+                if rows or left <= 0:
+                    break
+                self._applied.wait(left)
+            current = LogPoint(0, view.next_offset - 1) if view.next_offset else START
+            return change_page(tenant, current, start, rows, limit)
 
     # reads
 
@@ -400,6 +439,8 @@ class ContractHandler:
                 return self._audit_check(tenant, params)
             if rest == ["freshness"]:
                 return Response(200, self.store.freshness(tenant))
+            if rest == ["changes"]:
+                return self._changes(tenant, params, headers)
         raise FakeError(404, "not_found", "Not Found")
 
     def _events(self, body: bytes) -> Response:
@@ -509,6 +550,37 @@ class ContractHandler:
         ]
         cursor = encode_cursor("audit", [page[-1].recorded_at, page[-1].offset]) if more else None
         return Response(200, {"events": events, "next_cursor": cursor})
+
+    def _changes(
+        self, tenant: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> Response:
+        if "text/event-stream" in headers.get("accept", ""):
+            raise FakeError(
+                406,
+                "not_acceptable",
+                "the in-memory permstore serves changes as JSON pages (long-poll with wait)",
+            )
+        after: tuple[LogPoint, int | None] | None = None
+        if "after" in params:
+            try:
+                after = decode_change_point(tenant, params["after"])
+            except MalformedTokenError as exc:
+                raise FakeError(
+                    400,
+                    "invalid_token",
+                    str(exc),
+                    [{"field": "after", "rule": "must be a position or next token"}],
+                ) from exc
+        raw_wait = params.get("wait", "0")
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= 30:
+            raise invalid("wait", "must be a number of seconds from 0 to 30")
+        items, following = self.store.changes_after(tenant, after, _limit(params), wait)
+        changes = [json.loads(record) for _, record in items]
+        return Response(200, {"changes": changes, "next": following})
 
     def _audit_check(self, tenant: str, params: Mapping[str, str]) -> Response:
         principal, resource, action = _triple(dict(params), "")
