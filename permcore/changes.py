@@ -9,7 +9,9 @@ the new expiry. Expiries passing are not changes: followers read `expires_at`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from .consistency import LogPoint, encode_change_cursor, encode_token
 from .decisions import micros_to_rfc3339
@@ -41,17 +43,14 @@ class EventChanges:
     principals: tuple[PrincipalChange, ...]
 
 
-def effective_expiry(expiries: list[int]) -> int:
+def effective_expiry(expiries: Iterable[int]) -> int:
     """The expiry of a row held through several sources: NEVER wins, else the latest."""
-    return NEVER if NEVER in expiries else max(expiries)
-
-
-@dataclass
-class _Touched:
-    """The sources one event set (value) or removed on one row."""
-
-    set_to: dict[str, int] = field(default_factory=dict)
-    removed: set[str] = field(default_factory=set)
+    latest = -1
+    for expires in expiries:
+        if expires == NEVER:
+            return NEVER
+        latest = max(latest, expires)
+    return latest
 
 
 class ChangeTracker:
@@ -62,7 +61,8 @@ class ChangeTracker:
     """
 
     def __init__(self, state: TenantState, event: Event) -> None:
-        self._rows: dict[Row, _Touched] = {}
+        # row -> source -> the expiry the event set, or REMOVED
+        self._rows: dict[Row, dict[str, int]] = {}
         # The expiry, before the event, of the grant a grant or revoke event names: a grant
         # already held is only renewed (its source was on every row before), and a revoked
         # grant is gone from the state after the event.
@@ -77,13 +77,9 @@ class ChangeTracker:
         row = (change.principal, change.pattern, change.action)
         touched = self._rows.get(row)
         if touched is None:
-            touched = self._rows[row] = _Touched()
-        if change.expires == REMOVED:
-            touched.removed.add(change.source)
-            touched.set_to.pop(change.source, None)
+            self._rows[row] = {change.source: change.expires}
         else:
-            touched.set_to[change.source] = change.expires
-            touched.removed.discard(change.source)
+            touched[change.source] = change.expires
 
     def finish(self, state: TenantState) -> list[PrincipalChange]:
         """The per-principal changes, given the state after the event."""
@@ -96,16 +92,14 @@ class ChangeTracker:
             before = self._before(state, pattern, after, touched)
             if after and not before:
                 added.setdefault(principal, []).append(
-                    (pattern, action, effective_expiry(list(after.values())))
+                    (pattern, action, effective_expiry(after.values()))
                 )
             elif before and not after:
                 removed.setdefault(principal, []).append((pattern, action))
-            elif after and effective_expiry(list(after.values())) != effective_expiry(
-                list(before.values())
-            ):
-                added.setdefault(principal, []).append(
-                    (pattern, action, effective_expiry(list(after.values())))
-                )
+            elif after:
+                expires = effective_expiry(after.values())
+                if expires != effective_expiry(before.values()):
+                    added.setdefault(principal, []).append((pattern, action, expires))
         return [
             PrincipalChange(
                 principal,
@@ -116,47 +110,67 @@ class ChangeTracker:
         ]
 
     def _before(
-        self, state: TenantState, pattern: str, after: dict[str, int], touched: _Touched
+        self, state: TenantState, pattern: str, after: dict[str, int], touched: dict[str, int]
     ) -> dict[str, int]:
         """The row's sources before the event: what it set is new (unless renewed), what it
         removed was there, with the expiry its grant had."""
-        before = {s: e for s, e in after.items() if s not in touched.set_to}
-        for source in touched.removed:
+        before = {s: e for s, e in after.items() if s not in touched}
+        for source, expires in touched.items():
+            if expires != REMOVED:
+                continue
             subject, permission = split_source(source)
             # A lost group or role action leaves the grant itself in the state.
-            expires = state.grants.get(subject, {}).get((pattern, permission))
-            if expires is None and self._named is not None and self._named[0] == source:
-                expires = self._named[1]
-            before[source] = NEVER if expires is None else expires
-        if self._named is not None and self._named[0] in touched.set_to:
+            held = state.grants.get(subject, {}).get((pattern, permission))
+            if held is None and self._named is not None and self._named[0] == source:
+                held = self._named[1]
+            before[source] = NEVER if held is None else held
+        if self._named is not None and touched.get(self._named[0], REMOVED) != REMOVED:
             before[self._named[0]] = self._named[1]
         return before
 
 
 class _RowSources:
-    """Every source of a row in one state, with per-subject indexes built once per event."""
+    """Every source of a row in one state, remembered per (subject, pattern, action) for the
+    event: a fan-out asks the same group's sources for every holder."""
 
     def __init__(self, state: TenantState) -> None:
         self._state = state
+        self._reach = state.closure()
         self._by_pattern: dict[str, dict[str, list[tuple[str, int]]]] = {}
+        self._confers: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
 
     def of(self, principal: str, pattern: str, action: str) -> dict[str, int]:
         """source -> expiry of every grant that puts (pattern, action) on principal's view."""
-        state = self._state
-        found: dict[str, int] = {}
-        for subject in (principal, *state.closure().reached(principal)):
-            for permission, expires in self._grants_at(subject).get(pattern, ()):
-                if action in state.actions_of(permission):
-                    found[source_key(subject, permission)] = expires
+        found: dict[str, int] = dict(self._subject(principal, pattern, action))
+        for subject in self._reach.reached(principal):
+            found.update(self._subject(subject, pattern, action))
         return found
 
-    def _grants_at(self, subject: str) -> dict[str, list[tuple[str, int]]]:
+    def _subject(self, subject: str, pattern: str, action: str) -> list[tuple[str, int]]:
+        key = (subject, pattern, action)
+        known = self._confers.get(key)
+        if known is None:
+            state = self._state
+            known = self._confers[key] = [
+                (source_key(subject, permission), expires)
+                for permission, expires in self._grants_at(subject).get(pattern, ())
+                if action in state.actions_of(permission)
+            ]
+        return known
+
+    def _grants_at(self, subject: str) -> Mapping[str, list[tuple[str, int]]]:
+        held = self._state.grants.get(subject)
+        if not held:
+            return _NO_GRANTS
         index = self._by_pattern.get(subject)
         if index is None:
             index = self._by_pattern[subject] = {}
-            for (pattern, permission), expires in self._state.grants.get(subject, {}).items():
+            for (pattern, permission), expires in held.items():
                 index.setdefault(pattern, []).append((permission, expires))
         return index
+
+
+_NO_GRANTS: Mapping[str, list[tuple[str, int]]] = MappingProxyType({})
 
 
 BUCKET_BITS = 16
