@@ -24,6 +24,14 @@ from streams.processor import (
 
 log = structlog.get_logger("permstore.processor")
 
+METADATA_MAX_AGE_MS = 10_000
+"""How old the Kafka clients' cluster metadata may get (Kafka's default: 5 minutes).
+
+aiokafka (0.14) does not refresh metadata when a ListOffsets request, sent while a partition
+is (re)assigned, answers NotLeaderForPartition: it retries the same broker until the periodic
+refresh. After a broker restart moved leaders, a processor that took over partitions waited
+five minutes to consume them (seen in the node-loss test); with this, at most ten seconds."""
+
 SHUTDOWN_GRACE_SECONDS = 3.0
 """How long a stopping processor lets the pieces being written finish (then abandons them,
 unacked: a restart replays those events exactly)."""
@@ -97,6 +105,8 @@ def build_app(
         # Three heartbeats per session timeout, as Kafka recommends.
         broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3,
         producer_acks=-1,
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        producer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         stream_wait_empty=True,
         autodiscover=False,
         # faust keeps a per-app folder even without tables; keep it out of the work tree root.
