@@ -43,6 +43,7 @@ def kafka(test_env: StackEnvironment) -> Settings:
         events_topic=env["PERMSTORE_EVENTS_TOPIC"],
         dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
         usage_topic=env["PERMSTORE_USAGE_TOPIC"],
+        changes_topic=env["PERMSTORE_CHANGES_TOPIC"],
         processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
     )
     if settings.kafka_security_protocol == "PLAINTEXT":
@@ -145,6 +146,15 @@ def test_usage_topic_is_written_by_the_api_and_read_by_the_processor(kafka: Sett
         bounded(lambda: produce_as(kafka, "processor", kafka.usage_topic))
     with pytest.raises(TopicAuthorizationFailedError):
         bounded(lambda: produce_as(kafka, "publisher", kafka.usage_topic))
+
+
+def test_the_change_stream_is_written_by_the_processor_only(kafka: Settings) -> None:
+    """Only the processor may append change records; the API and publishers cannot forge them."""
+    assert bounded(lambda: produce_as(kafka, "processor", kafka.changes_topic)) >= 0
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "api", kafka.changes_topic))
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "publisher", kafka.changes_topic))
 
 
 def test_wrong_password_is_refused(kafka: Settings) -> None:

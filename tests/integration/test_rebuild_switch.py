@@ -16,6 +16,7 @@ import pytest
 from adapters.cassandra import connect
 from adapters.cassandra_layout import catalogue
 from adapters.settings import Settings
+from permcore.consistency import START, encode_token
 from services import ops
 from services.ops import wait_caught_up
 from tests.integration.test_crash_restart import settings_of
@@ -78,6 +79,21 @@ class CheckLoad(threading.Thread):
                 count += 1
 
 
+def drain_changes(client: httpx.Client, tenant: str, after: str) -> tuple[list[str], str]:
+    """The causes of every change record after a token, following next to the end."""
+    causes: list[str] = []
+    while True:
+        response = client.get(
+            f"/v1/tenants/{tenant}/changes", params={"after": after, "limit": 1000}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if not body["changes"]:
+            return causes, after
+        causes += [record["cause"] for record in body["changes"]]
+        after = body["next"]
+
+
 def test_rebuild_switches_generations_under_load(
     test_env: StackEnvironment,
     api_url: str,
@@ -95,6 +111,12 @@ def test_rebuild_switches_generations_under_load(
     settings: Settings = settings_of(test_env.env)
     before = httpx.get(f"{api_url}/readyz").json()["generation"]
     wait_caught_up(settings, generation=before, timeout=300)
+
+    follower = httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {issue_token(tenants[0], 'check')}"}
+    )
+    followed, after = drain_changes(follower, tenants[0], encode_token(tenants[0], START))
+    assert sorted(followed) == sorted(f"g{n}" for n in range(0, EVENTS, TENANTS))
 
     load = CheckLoad(api_url, issue_token(tenants[0], "check"), tenants[0])
     load.start()
@@ -126,6 +148,17 @@ def test_rebuild_switches_generations_under_load(
     assert load.wrong == 0
     assert {before, result.generation} <= load.generations
     assert progress and progress[-1][0] == progress[-1][1]
+
+    # The rebuild replayed every event into the new generation; a follower sees none of them
+    # again, and the change of an event written after the switch once.
+    produce_many(
+        bootstrap,
+        test_env.env["PERMSTORE_EVENTS_TOPIC"],
+        [(tenants[0].encode(), grant(tenants[0], EVENTS))],
+    )
+    wait_caught_up(settings, timeout=120)
+    assert drain_changes(follower, tenants[0], after)[0] == [f"g{EVENTS}"]
+    follower.close()
 
     report = asyncio.run(ops.status(settings))
     assert report["cassandra"] == "ok" and report["kafka"] == "ok"
