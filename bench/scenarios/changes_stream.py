@@ -73,7 +73,9 @@ def measure(client: httpx.Client, follower: Follower, count: int, budget: float)
     for i in range(count):
         if deadline.passed() or timeouts >= 3:
             break
-        cause, user, doc = f"cs-{i}-{time.time_ns()}", f"user:cs{i}", f"doc:{TENANT}/d{i}"
+        # A fresh principal each time: granting a held permission again changes nothing.
+        tag = f"{i}-{time.time_ns()}"
+        cause, user, doc = f"cs-{tag}", f"user:cs{tag}", f"doc:{TENANT}/d{tag}"
         body = {"events": [dict(grant(TENANT, user, doc, "read"), event_id=cause)]}
         check = {"tenant": TENANT, "principal": user, "resource": doc, "action": "read"}
         started = time.monotonic()
