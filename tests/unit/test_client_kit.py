@@ -274,8 +274,9 @@ def test_no_retries_policy_makes_one_attempt() -> None:
 
 
 def test_the_permstore_facade_re_exports_the_kit() -> None:
-    import permstore
     import permstore_client
+
+    import permstore
 
     assert permstore.PermstoreClient is permstore_client.PermstoreClient
     assert permstore.AsyncPermstoreClient is permstore_client.AsyncPermstoreClient
