@@ -21,7 +21,10 @@ COPY services ./services
 COPY adapters ./adapters
 COPY permstore ./permstore
 COPY deploy ./deploy
-RUN pip wheel --wheel-dir /wheels .
+# The `permstore` CLI talks to the API through the client kit; its _core symlink points at
+# ../../../../permcore, which is /src/permcore here.
+COPY clients/python ./clients/python
+RUN pip wheel --wheel-dir /wheels . ./clients/python
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -35,7 +38,7 @@ RUN apt-get update \
  && mkdir -p /app/.local/keys \
  && chown -R permstore /app/.local
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels permstore \
+RUN pip install --no-index --find-links=/wheels permstore permstore-client \
  && rm -rf /wheels
 WORKDIR /app
 USER permstore

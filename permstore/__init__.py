@@ -1,17 +1,25 @@
-"""permstore Python client: typed, sync and async, for services that ask permstore."""
+"""permstore Python client: the client kit (permstore_client), re-exported under the old names.
 
-from services.client import (
+`CheckResult` is the kit's `Decision`. The old `require_permission` has no equivalent: guard
+FastAPI routes with `Guard(client, tenant).require(...)` or `require(...)`.
+"""
+
+from permstore_client import (
     AsyncPermstoreClient,
-    CheckResult,
+    Decision,
+    Guard,
     PermstoreClient,
     PermstoreError,
-    require_permission,
+    require,
 )
+from permstore_client import Decision as CheckResult
 
 __all__ = [
     "AsyncPermstoreClient",
     "CheckResult",
+    "Decision",
+    "Guard",
     "PermstoreClient",
     "PermstoreError",
-    "require_permission",
+    "require",
 ]

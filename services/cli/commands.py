@@ -1,6 +1,6 @@
 """The `permstore` command line: write events, ask questions, audit, issue tokens.
 
-Every command talks to a running API through the SDK (services/client.py). Results go to
+Every command talks to a running API through the client kit (permstore_client). Results go to
 stdout (tables for people, plain JSON with --json); errors go to stderr with the service's
 error code and message; the exit code tells scripts what happened (see ExitCode).
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from permstore_client import AuditDecision, Decision, Page
 
-from services.cli import dev, findings, render, tokens
+from services.cli import changes, dev, findings, render, tokens
 from services.cli import ops as ops_cli
 from services.cli.options import (
     EVENT,
@@ -46,14 +47,15 @@ from services.cli.support import (
     configure_cli_logging,
     emit_json,
     guard,
+    new_event,
     note,
     open_client,
+    plain,
     require_tenant,
     resolve_actor,
     root_config,
     usage_error,
 )
-from services.client import CheckResult, Page
 
 HELP = f"""permstore: event-sourced authorization service.
 
@@ -80,7 +82,7 @@ app = _PermstoreApp(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Every command group registers itself the same way.
-for group in (tokens, ops_cli, findings, dev):
+for group in (tokens, ops_cli, findings, changes, dev):
     group.register(app)
 
 
@@ -145,15 +147,19 @@ def grant(
     with guard(cfg):
         tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
         with open_client(cfg) as client:
-            written = client.grant(
+            event = new_event(
+                cfg,
+                client,
+                "grant",
                 tenant_id,
-                principal,
-                resource,
-                permission,
-                actor=who,
+                principal=principal,
+                resource=resource,
+                permission=permission,
                 expires_at=expires_at,
+                actor=who,
                 reason=reason,
             )
+            written = client.publish([event]).token
         until = f" until {expires_at}" if expires_at else ""
         _written(
             cfg,
@@ -189,9 +195,18 @@ def revoke(
     with guard(cfg):
         tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
         with open_client(cfg) as client:
-            written = client.revoke(
-                tenant_id, principal, resource, permission, actor=who, reason=reason
+            event = new_event(
+                cfg,
+                client,
+                "revoke",
+                tenant_id,
+                principal=principal,
+                resource=resource,
+                permission=permission,
+                actor=who,
+                reason=reason,
             )
+            written = client.publish([event]).token
         _written(
             cfg,
             written,
@@ -224,7 +239,17 @@ def add_member(
     with guard(cfg):
         tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
         with open_client(cfg) as client:
-            written = client.add_member(tenant_id, group, member, actor=who, reason=reason)
+            event = new_event(
+                cfg,
+                client,
+                "add_member",
+                tenant_id,
+                group=group,
+                member=member,
+                actor=who,
+                reason=reason,
+            )
+            written = client.publish([event]).token
         _written(
             cfg,
             written,
@@ -250,7 +275,17 @@ def remove_member(
     with guard(cfg):
         tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
         with open_client(cfg) as client:
-            written = client.remove_member(tenant_id, group, member, actor=who, reason=reason)
+            event = new_event(
+                cfg,
+                client,
+                "remove_member",
+                tenant_id,
+                group=group,
+                member=member,
+                actor=who,
+                reason=reason,
+            )
+            written = client.publish([event]).token
         _written(
             cfg,
             written,
@@ -291,7 +326,10 @@ def define_role(
             usage_error(cfg, "define-role needs at least one action")
         tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
         with open_client(cfg) as client:
-            written = client.define_role(tenant_id, role, names, actor=who)
+            event = new_event(
+                cfg, client, "define_role", tenant_id, role=role, actions=names, actor=who
+            )
+            written = client.publish([event]).token
         _written(
             cfg,
             written,
@@ -305,17 +343,19 @@ def define_role(
 
 def _decided(
     cfg: CliConfig,
-    result: CheckResult,
+    result: Decision | AuditDecision,
     principal: str,
     resource: str,
     action: str,
     *,
     at: str | None = None,
 ) -> None:
+    reasons = [plain(reason) for reason in result.reasons]
+    token = result.token if isinstance(result, Decision) else None
     if cfg.as_json:
-        body: dict[str, Any] = {"allowed": result.allowed, "reasons": result.reasons}
-        if result.token is not None:
-            body["token"] = result.token
+        body: dict[str, Any] = {"allowed": result.allowed, "reasons": reasons}
+        if token is not None:
+            body["token"] = token
         if at is not None:
             body["at"] = at
         emit_json(body)
@@ -326,8 +366,8 @@ def _decided(
             principal=principal,
             resource=resource,
             action=action,
-            reasons=result.reasons,
-            token=result.token,
+            reasons=reasons,
+            token=token,
             at=at,
         )
     raise typer.Exit(int(ExitCode.OK if result.allowed else ExitCode.DENIED))
@@ -358,7 +398,7 @@ def check(
     with guard(cfg):
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
-            result = client.check(tenant_id, principal, resource, action, at_least=at_least)
+            result = client.check(principal, resource, action, tenant=tenant_id, at_least=at_least)
         _decided(cfg, result, principal, resource, action)
 
 
@@ -387,7 +427,7 @@ def audit_check(
     with guard(cfg):
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
-            result = client.audit_check(tenant_id, principal, resource, action, at)
+            result = client.audit_check(principal, resource, action, at, tenant=tenant_id)
         _decided(cfg, result, principal, resource, action, at=at)
 
 
@@ -443,9 +483,9 @@ def who_can(
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page:
+            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
                 return client.who_can_page(
-                    tenant_id, resource, action=action, cursor=page_cursor, limit=size
+                    resource, action=action, tenant=tenant_id, cursor=page_cursor, limit=size
                 )
 
             listing = collect(fetch, limit=limit, cursor=cursor)
@@ -469,8 +509,10 @@ def permissions(
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page:
-                return client.permissions_page(tenant_id, principal, cursor=page_cursor, limit=size)
+            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
+                return client.permissions_page(
+                    principal, tenant=tenant_id, cursor=page_cursor, limit=size
+                )
 
             listing = collect(fetch, limit=limit, cursor=cursor)
         _listed(cfg, "permissions", listing, "permissions")
@@ -526,9 +568,9 @@ def history(
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page:
-                return client.history_page(
-                    tenant_id,
+            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
+                return client.audit_events_page(
+                    tenant=tenant_id,
                     principal=principal,
                     resource=resource,
                     since=since,

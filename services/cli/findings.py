@@ -102,8 +102,8 @@ def unused(
         tenant_id = require_tenant(cfg)
         with open_client(cfg) as client:
             listing = collect(
-                lambda cursor, size: client.unused_findings_page(
-                    tenant_id, days=days, kind=kind, cursor=cursor, limit=size
+                lambda cursor, size: client.unused_page(
+                    days, kind=kind, tenant=tenant_id, cursor=cursor, limit=size
                 ),
                 limit=None,
                 cursor=None,
@@ -125,7 +125,7 @@ def unused(
                 raise typer.Exit(1)
             token = ""
             for start in range(0, len(events), PUBLISH_CHUNK):
-                token = client.publish(events[start : start + PUBLISH_CHUNK])
+                token = client.publish(events[start : start + PUBLISH_CHUNK]).token
             note(f"published {len(events)} events for {len(found)} findings")
             typer.echo(token)
 

@@ -90,3 +90,21 @@ CursorOpt = Annotated[
         "--cursor", help="Resume after an earlier listing (its next_cursor).", show_default=False
     ),
 ]
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after",
+        help="A change token (a change's position, or the next of a listing): start after it. "
+        "Default: from now.",
+        show_default=False,
+    ),
+]
+ChangesLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        min=1,
+        help="At most N changes (default: the service's page).",
+        show_default=False,
+    ),
+]

@@ -131,3 +131,17 @@ def history(console: Console, items: Sequence[Mapping[str, Any]]) -> None:
             escape(str(event.get("reason") or "")),
         )
     console.print(table)
+
+
+def change_line(change: Mapping[str, Any]) -> str:
+    """One line naming what a change gave and took from a principal, and the event that did."""
+    parts = []
+    for item in change.get("added") or []:
+        until = f" until {item['expires_at']}" if item.get("expires_at") else ""
+        parts.append(f"+{item.get('action')} on {item.get('resource')}{until}")
+    parts += [
+        f"-{item.get('action')} on {item.get('resource')}" for item in change.get("removed") or []
+    ]
+    what = ", ".join(parts) or "no change"
+    when, who, cause = change.get("recorded_at"), change.get("principal"), change.get("cause")
+    return f"{when}  {who}  {what}  (cause {cause})"

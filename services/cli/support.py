@@ -20,10 +20,19 @@ import httpx
 import jwt
 import structlog
 import typer
+from permstore_client import (
+    NO_RETRIES,
+    Page,
+    PermstoreClient,
+    PermstoreError,
+    RetryPolicy,
+    TransportError,
+    TransportTimeoutError,
+)
+from pydantic import BaseModel, ValidationError
 
 from adapters.settings import LoggingSettings
 from permcore.identifiers import is_principal
-from services.client import Page, PermstoreClient, PermstoreError
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT: Final = 30.0
@@ -203,9 +212,43 @@ def require_url(cfg: CliConfig) -> str:
     return url.rstrip("/")
 
 
-def open_client(cfg: CliConfig) -> PermstoreClient:
-    """The SDK client for this invocation (unit tests replace the HTTP transport)."""
-    return PermstoreClient(require_url(cfg), require_token(cfg), timeout=cfg.timeout)
+def open_client(cfg: CliConfig, *, retry: RetryPolicy = NO_RETRIES) -> PermstoreClient:
+    """The client kit's client for this invocation (unit tests replace the HTTP transport).
+
+    One-shot commands make one attempt: a 503 or 429 is exit 4 at once, and the script or
+    person running the command decides whether to try again.
+    """
+    return PermstoreClient(require_url(cfg), require_token(cfg), timeout=cfg.timeout, retry=retry)
+
+
+def new_event(
+    cfg: CliConfig, client: PermstoreClient, kind: str, tenant: str, **fields: Any
+) -> dict[str, Any]:
+    """A complete event of kind, validated as the service would; invalid input exits 2."""
+    try:
+        return client.make_event(kind, tenant=tenant, **fields)
+    except ValidationError as exc:
+        details = [
+            {"field": _field(error["loc"], kind), "rule": _rule(error["msg"])}
+            for error in exc.errors()
+        ]
+        named = ", ".join(d["field"] for d in details[:5])
+        fail(cfg, ExitCode.USAGE, "invalid_request", f"invalid input: {named}", details=details)
+
+
+def _field(loc: tuple[int | str, ...], kind: str) -> str:
+    # The union of event models puts the type's tag first; the service names the field alone.
+    parts = loc[1:] if loc and loc[0] == kind else loc
+    return ".".join(str(part) for part in parts) or "event"
+
+
+def _rule(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def plain(answer: BaseModel) -> dict[str, Any]:
+    """An answer as the JSON the service sent: its fields, and only those it sent."""
+    return answer.model_dump(mode="json", exclude_unset=True)
 
 
 def token_subject(token: str) -> str | None:
@@ -238,6 +281,12 @@ def guard(cfg: CliConfig) -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
         raise
+    except TransportTimeoutError:
+        fail(cfg, ExitCode.UNAVAILABLE, "timeout", f"no answer from {cfg.url} in time")
+    except TransportError as exc:
+        # The kit keeps httpx's failure as the cause; its text is what people recognise.
+        reason = str(exc.__cause__) if exc.__cause__ is not None else exc.message
+        fail(cfg, ExitCode.UNAVAILABLE, "unreachable", f"cannot reach {cfg.url}: {reason}")
     except PermstoreError as exc:
         fail(
             cfg,
@@ -247,10 +296,6 @@ def guard(cfg: CliConfig) -> Iterator[None]:
             status=exc.status,
             details=exc.details,
         )
-    except httpx.TimeoutException:
-        fail(cfg, ExitCode.UNAVAILABLE, "timeout", f"no answer from {cfg.url} in time")
-    except httpx.TransportError as exc:
-        fail(cfg, ExitCode.UNAVAILABLE, "unreachable", f"cannot reach {cfg.url}: {exc}")
     except httpx.InvalidURL as exc:
         usage_error(cfg, f"invalid --url or argument: {exc}")
     except (ValueError, KeyError, TypeError) as exc:
@@ -274,7 +319,7 @@ class Listing:
 
 
 def collect(
-    fetch: Callable[[str | None, int], Page], *, limit: int | None, cursor: str | None
+    fetch: Callable[[str | None, int], Page[Any]], *, limit: int | None, cursor: str | None
 ) -> Listing:
     """Follow cursors from cursor until the last page or limit items (None: every item).
 
@@ -286,7 +331,7 @@ def collect(
     while True:
         size = MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(items))
         page = fetch(cursor, size)
-        items.extend(page.items)
+        items.extend(plain(item) for item in page.items)
         token = page.token or token
         cursor = page.next_cursor
         if not cursor or (limit is not None and len(items) >= limit):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
-from permstore import PermstoreClient
+from permstore_client import PermstoreClient
 
 pytestmark = pytest.mark.e2e
 
@@ -16,21 +15,31 @@ def test_grant_then_revoke_over_http(
 ) -> None:
     """A grant becomes visible, a revoke removes it: read-your-writes through tokens."""
     with PermstoreClient(api_url, issue_token(tenant)) as client:
-        before = client.check(tenant, "user:alice", "doc:acme/eng/spec-1", "read")
+        before = client.check("user:alice", "doc:acme/eng/spec-1", "read", tenant=tenant)
         assert before.allowed is False and before.reasons == []
 
-        token = client.grant(tenant, "user:alice", "doc:acme/eng/*", "read", actor="user:admin")
-        granted = client.check(tenant, "user:alice", "doc:acme/eng/spec-1", "read", at_least=token)
+        token = client.grant(
+            "user:alice", "doc:acme/eng/*", "read", tenant=tenant, actor="user:admin"
+        ).token
+        granted = client.check(
+            "user:alice", "doc:acme/eng/spec-1", "read", tenant=tenant, at_least=token
+        )
         assert granted.allowed is True
-        assert granted.reasons[0]["grant"] == {
-            "principal": "user:alice",
-            "resource": "doc:acme/eng/*",
-            "permission": "read",
-        }
-        other = client.check(tenant, "user:alice", "doc:acme/eng", "read", at_least=token)
+        grant = granted.reasons[0].grant
+        assert (grant.principal, grant.resource, grant.permission, grant.expires_at) == (
+            "user:alice",
+            "doc:acme/eng/*",
+            "read",
+            None,
+        )
+        other = client.check("user:alice", "doc:acme/eng", "read", tenant=tenant, at_least=token)
         assert other.allowed is False, "T:p/* must not cover T:p itself"
 
-        token = client.revoke(tenant, "user:alice", "doc:acme/eng/*", "read", actor="user:admin")
-        revoked = client.check(tenant, "user:alice", "doc:acme/eng/spec-1", "read", at_least=token)
+        token = client.revoke(
+            "user:alice", "doc:acme/eng/*", "read", tenant=tenant, actor="user:admin"
+        ).token
+        revoked = client.check(
+            "user:alice", "doc:acme/eng/spec-1", "read", tenant=tenant, at_least=token
+        )
         assert revoked.allowed is False
         assert revoked.reasons == []

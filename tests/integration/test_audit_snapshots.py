@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from permstore_client import PermstoreClient
 
-from permstore import PermstoreClient
 from tests.reference_model import ReferenceModel
 from tests.support import events
 from tests.support.kafka_io import publish_events
@@ -85,10 +85,10 @@ def test_audit_check_across_snapshot_equals_reference(
         for action in ("read", "write")
     ]
     with PermstoreClient(api_url, issue_token(tenant, "check,audit")) as client:
-        client.check(tenant, "user:u0", "doc:d0/x", "read", at_least=token)
+        client.check("user:u0", "doc:d0/x", "read", tenant=tenant, at_least=token)
         for at in cuts:
             for principal, resource, action in questions:
-                got = client.audit_check(tenant, principal, resource, action, rfc3339(at))
+                got = client.audit_check(principal, resource, action, rfc3339(at), tenant=tenant)
                 expected = reference.allowed(principal, resource, action, at)
                 assert got.allowed == expected, (principal, resource, action, at)
     answer = httpx.get(

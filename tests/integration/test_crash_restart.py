@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from permstore_client import PermstoreClient
 
 from adapters.settings import Settings
 from deploy.harness import namespace_settings
-from permstore import PermstoreClient
 from services.ops import wait_caught_up
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
 from tests.strategies import histories
@@ -105,4 +105,5 @@ def test_sigterm_stops_gracefully_and_loses_nothing(
     for t, evs in events.items():
         with PermstoreClient(api_url, issue_token(t)) as client:
             checks = [(f"user:u{n}", f"doc:d{n}", "read") for n in range(len(evs))]
-            assert all(r.allowed for r in client.check_many(t, checks, at_least=tokens[t]))
+            answers = client.check_batch(checks, tenant=t, at_least=tokens[t]).results
+            assert all(r.allowed for r in answers)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from permstore_client import PermstoreClient
 
 from permcore.consistency import LogPoint, encode_token
-from permstore import PermstoreClient
 from tests.strategies import labelled_poison_records
 from tests.support import events
 from tests.support.kafka_io import produce, read_topic
@@ -59,11 +59,11 @@ def test_poison_goes_to_dlq_and_stream_goes_on(
     partition, offset = positions[-1]
     with PermstoreClient(api_url, issue_token(tenant)) as client:
         token = encode_token(tenant, LogPoint(partition, offset))
-        results = client.check_many(
-            tenant,
+        results = client.check_batch(
             [(p, "doc:x", "read") for p in ("user:before", "user:after", "user:wrongkey")],
+            tenant=tenant,
             at_least=token,
-        )
+        ).results
     assert [r.allowed for r in results] == [True, True, False]
 
     poisoned = {positions[i + 1] for i in range(len(poison))} | {positions[-2]}

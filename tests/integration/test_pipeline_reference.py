@@ -4,14 +4,14 @@ must answer exactly as the independent reference model of contract section 3."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from permstore_client import PermstoreClient, Reason
 
-from permstore import PermstoreClient
 from tests.reference_model import ReferenceModel, ReferenceState, is_membership_chain
 from tests.strategies import BASE, histories, universe
 from tests.support.kafka_io import publish_events
@@ -36,16 +36,17 @@ def shift_history(
 
 
 def assert_reasons_name_chains(
-    state: ReferenceState, principal: str, reasons: list[dict[str, Any]]
+    state: ReferenceState, principal: str, reasons: Sequence[Reason]
 ) -> None:
     """Direct reasons name no chain; group reasons name a real membership chain to the group."""
     for reason in reasons:
-        holder = reason["grant"]["principal"]
+        holder = reason.grant.principal
         if holder == principal:
-            assert reason["kind"] == "direct" and reason["via_chain"] is None, reason
+            assert reason.kind == "direct" and reason.via_chain is None, reason
         else:
-            assert reason["kind"] == "group" and reason["via_group"] == holder, reason
-            assert is_membership_chain(state, principal, holder, reason["via_chain"]), reason
+            assert reason.kind == "group" and reason.via_group == holder, reason
+            assert reason.via_chain is not None, reason
+            assert is_membership_chain(state, principal, holder, reason.via_chain), reason
 
 
 def compare_with_reference(
@@ -61,7 +62,7 @@ def compare_with_reference(
         (p, r, a) for p in UNIVERSE.principals for r in UNIVERSE.resources for a in UNIVERSE.actions
     ]
     before = datetime.now(UTC)
-    results = client.check_many(tenant, triples, at_least=token)
+    results = client.check_batch(triples, tenant=tenant, at_least=token).results
     after = datetime.now(UTC)
     state_before = reference.state_at(before) if reference is not None else None
     for (p, r, a), result in zip(triples, results, strict=True):
@@ -80,17 +81,17 @@ def compare_with_reference(
     now = datetime.now(UTC)
     state_now = reference.state_at(now)
     for principal in UNIVERSE.principals:
-        items = list(client.permissions(tenant, principal, page_size=3))
+        items = list(client.permissions(principal, tenant=tenant, limit=3))
         for item in items:
-            assert_reasons_name_chains(state_now, principal, item["reasons"])
-        listed = {(i["resource"], i["action"]) for i in items}
+            assert_reasons_name_chains(state_now, principal, item.reasons)
+        listed = {(i.resource, i.action) for i in items}
         assert listed == reference.effective_permissions(principal, now), principal
     for resource in UNIVERSE.resources:
         for action in UNIVERSE.actions:
-            items = list(client.who_can(tenant, resource, action=action, page_size=2))
-            for item in items:
-                assert_reasons_name_chains(state_now, item["principal"], item["reasons"])
-            who = {i["principal"] for i in items}
+            found = list(client.who_can(resource, action=action, tenant=tenant, limit=2))
+            for one in found:
+                assert_reasons_name_chains(state_now, one.principal, one.reasons)
+            who = {i.principal for i in found}
             assert who == reference.who_can(resource, action, now), (resource, action)
 
 

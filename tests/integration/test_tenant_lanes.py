@@ -14,10 +14,9 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from permstore_client import BatchAnswer, PermstoreClient, PermstoreError, PrincipalItem
 
 from permcore.consistency import LogPoint, encode_token
-from permstore import PermstoreClient
-from services.client import PermstoreError
 from services.ops import wait_caught_up
 from tests.integration.test_crash_restart import settings_of
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
@@ -103,19 +102,20 @@ def assert_heavy_matches(
     docs = sorted({e["resource"] for e in events if e["type"] == "grant"})
     sample = [f"user:u{i}" for i in range(0, users, max(1, users // 10))]
     triples = [(u, d, "read") for u in sample for d in docs]
-    results = []
+    results: list[BatchAnswer] = []
     for start in range(0, len(triples), 1000):
         chunk = triples[start : start + 1000]
-        results += retry_unavailable(partial(client.check_many, tenant, chunk, at_least=token))
+        batch = retry_unavailable(partial(client.check_batch, chunk, tenant=tenant, at_least=token))
+        results += batch.results
     for (p, r, a), result in zip(triples, results, strict=True):
         assert result.allowed == reference.allowed(p, r, a, now), (p, r, a)
     for doc in docs[:1]:
 
-        def who_can(doc: str = doc) -> list[dict[str, Any]]:
-            return list(client.who_can(tenant, doc, action="read", page_size=1000))
+        def who_can(doc: str = doc) -> list[PrincipalItem]:
+            return list(client.who_can(doc, action="read", tenant=tenant, limit=1000))
 
         listed = retry_unavailable(who_can)
-        who = {i["principal"] for i in listed}
+        who = {i.principal for i in listed}
         assert who == reference.who_can(doc, "read", now), doc
 
 

@@ -1,7 +1,7 @@
 """The `permstore` CLI without a server: parsing, requests sent, output and exit codes.
 
-The SDK's HTTP client is given an httpx.MockTransport, so every request the CLI makes is
-seen here and answered by a fake API.
+The client kit's HTTP client is given an httpx.MockTransport, so every request the CLI makes
+is seen here and answered by a fake API.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +16,7 @@ import httpx
 import jwt
 import pytest
 import structlog
+from permstore_client import Page, PrincipalItem
 from typer.testing import CliRunner, Result
 
 from services.cli import app, split_actions
@@ -28,7 +28,6 @@ from services.cli.support import (
     exit_code_for_status,
     token_subject,
 )
-from services.client import Page
 
 TOKEN = jwt.encode({"sub": "service:ci-bot"}, "k" * 32, algorithm="HS256")
 API_KEY = "psk_abcdefghijklmnopqrstuvwxyz0123456789"
@@ -76,10 +75,16 @@ class FakeApi:
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
-    """Route every httpx.Client the SDK opens to a fake API."""
+    """Route every httpx.Client the client kit opens to a fake API."""
     fake = FakeApi()
     real_client = httpx.Client
-    monkeypatch.setattr(httpx, "Client", partial(real_client, transport=httpx.MockTransport(fake)))
+
+    def to_fake(
+        *args: Any, transport: httpx.BaseTransport | None = None, **kw: Any
+    ) -> httpx.Client:
+        return real_client(*args, transport=httpx.MockTransport(fake), **kw)
+
+    monkeypatch.setattr(httpx, "Client", to_fake)
     yield fake
 
 
@@ -588,19 +593,25 @@ def test_history_for_people_summarises_events(api: FakeApi) -> None:
 
 
 def test_collect_without_limit_reads_until_the_last_page() -> None:
+    one = PrincipalItem(principal="user:a", action="read")
+    two = PrincipalItem.model_validate({"principal": "user:b", "action": "read", "extra": 2})
     pages = {
-        None: Page([{"n": 1}], "a", "t1"),
-        "a": Page([], "b", None),
-        "b": Page([{"n": 2}], None),
+        None: Page[PrincipalItem](items=[one], next_cursor="a", token="t1"),
+        "a": Page[PrincipalItem](items=[], next_cursor="b"),
+        "b": Page[PrincipalItem](items=[two]),
     }
     seen: list[tuple[str | None, int]] = []
 
-    def fetch(cursor: str | None, size: int) -> Page:
+    def fetch(cursor: str | None, size: int) -> Page[PrincipalItem]:
         seen.append((cursor, size))
         return pages[cursor]
 
     listing = collect(fetch, limit=None, cursor=None)
-    assert listing.items == [{"n": 1}, {"n": 2}]
+    # items are what the service sent: no defaults added, unknown fields kept
+    assert listing.items == [
+        {"principal": "user:a", "action": "read"},
+        {"principal": "user:b", "action": "read", "extra": 2},
+    ]
     assert listing.next_cursor is None
     assert listing.token == "t1"
     assert [c for c, _ in seen] == [None, "a", "b"]
@@ -627,3 +638,121 @@ def test_cli_logging_never_writes_to_stdout(capsys: pytest.CaptureFixture[str]) 
         assert '"cli.test"' in captured.err
     finally:
         structlog.reset_defaults()
+
+
+# --------------------------------------------------------------------------- invalid events
+
+
+def test_an_invalid_event_is_exit_2_naming_the_field_without_a_request(api: FakeApi) -> None:
+    result = run("grant", "alice", "doc:acme/*", "read")
+    assert result.exit_code == 2
+    assert "invalid_request: invalid input: principal" in result.stderr
+    assert "principal: principal must be" in result.stderr
+    assert api.requests == []
+    as_json = run("--json", "add-member", "group:eng", "bob")
+    assert as_json.exit_code == 2
+    error_body = json.loads(as_json.stderr)["error"]
+    assert error_body["code"] == "invalid_request"
+    assert [d["field"] for d in error_body["details"]] == ["member"]
+
+
+def test_a_malformed_write_answer_is_a_server_error(api: FakeApi) -> None:
+    api.handler = answer(202, {"accepted": 1})
+    result = run("grant", "user:alice", "doc:acme/*", "read")
+    assert result.exit_code == 5 and "bad_answer" in result.stderr
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def a_change(n: int, *, removed: bool = False) -> dict[str, Any]:
+    permission = {"resource": f"doc:acme/{n}", "action": "read"}
+    return {
+        "tenant": "acme",
+        "principal": f"user:u{n}",
+        "position": f"pos-{n}",
+        "recorded_at": f"2026-12-02T10:00:0{n}Z",
+        "cause": f"evt-{n}",
+        "added": [] if removed else [{**permission, "expires_at": "2030-01-01T00:00:00Z"}],
+        "removed": [permission] if removed else [],
+    }
+
+
+def changes_feed(script: list[Handler | list[dict[str, Any]]]) -> Handler:
+    """Each request takes the next step: a page of changes (next: the last one's position) or
+    a handler; past the end of the script, Ctrl-C."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/tenants/acme/changes"
+        if not script:
+            raise KeyboardInterrupt
+        step = script.pop(0)
+        if callable(step):
+            return step(request)
+        after = request.url.params.get("after", "start")
+        token = step[-1]["position"] if step else after
+        return httpx.Response(200, json={"changes": step, "next": token})
+
+    return handle
+
+
+def test_changes_is_registered_with_list_and_follow() -> None:
+    assert "changes" in run("--help").stdout
+    group = run("changes", "--help")
+    assert group.exit_code == 0 and "list" in group.stdout and "follow" in group.stdout
+
+
+def test_changes_list_sends_after_and_limit_and_prints_the_page(api: FakeApi) -> None:
+    api.handler = answer(200, {"changes": [a_change(1)], "next": "tok-2"})
+    result = run("--json", "changes", "list", "--after", "tok-1", "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"changes": [a_change(1)], "next": "tok-2"}
+    assert api.last.url.path == "/v1/tenants/acme/changes"
+    assert api.query() == {"after": "tok-1", "limit": "5"}
+
+
+def test_changes_list_for_people_is_a_line_per_change_and_the_next_token(api: FakeApi) -> None:
+    api.handler = answer(200, {"changes": [a_change(1), a_change(2, removed=True)], "next": "t"})
+    result = run("changes", "list", "--tenant", "acme")
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.splitlines()
+    assert "user:u1" in first and "+read on doc:acme/1 until 2030-01-01T00:00:00Z" in first
+    assert "(cause evt-1)" in first
+    assert "user:u2" in second and "-read on doc:acme/2" in second
+    assert "2 changes; continue: --after t" in result.stderr
+    assert api.query() == {}
+
+
+def test_changes_list_limit_must_be_positive(api: FakeApi) -> None:
+    assert run("changes", "list", "--limit", "0").exit_code == 2
+    assert api.requests == []
+
+
+def test_changes_follow_prints_each_change_once_through_a_503_until_ctrl_c(api: FakeApi) -> None:
+    outage = error(503, "unavailable", "store down")
+    api.handler = changes_feed(
+        [[a_change(1), a_change(2)], outage, outage, outage, outage, [], [a_change(3)]]
+    )
+    result = run("changes", "follow", "--after", "pos-0", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == [a_change(1), a_change(2), a_change(3)]
+    afters = [r.url.params.get("after") for r in api.requests]
+    assert afters == ["pos-0"] + ["pos-2"] * 6 + ["pos-3"]
+    assert {r.url.params.get("wait") for r in api.requests} == {"30"}
+    assert "resume with --after pos-3" in result.stderr
+
+
+def test_changes_follow_for_people_prints_readable_lines(api: FakeApi) -> None:
+    api.handler = changes_feed([[a_change(1, removed=True)]])
+    result = run("changes", "follow")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 1 and "-read on doc:acme/1" in result.stdout
+    assert api.requests[0].url.params.get("after") is None
+
+
+def test_changes_follow_ends_on_a_refusal_with_its_exit_code(api: FakeApi) -> None:
+    api.handler = changes_feed([error(403, "forbidden", "the token lacks the check scope")])
+    result = run("changes", "follow")
+    assert result.exit_code == 3
+    assert "403 forbidden" in result.stderr and result.stdout == ""

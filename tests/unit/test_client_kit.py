@@ -271,3 +271,15 @@ def test_decorator_guards_plain_functions_and_caches_when_asked() -> None:
 
 def test_no_retries_policy_makes_one_attempt() -> None:
     assert NO_RETRIES.attempts == 1
+
+
+def test_the_permstore_facade_re_exports_the_kit() -> None:
+    import permstore_client
+
+    import permstore
+
+    assert permstore.PermstoreClient is permstore_client.PermstoreClient
+    assert permstore.AsyncPermstoreClient is permstore_client.AsyncPermstoreClient
+    assert permstore.PermstoreError is permstore_client.PermstoreError
+    assert permstore.CheckResult is permstore_client.Decision
+    assert not hasattr(permstore, "require_permission")

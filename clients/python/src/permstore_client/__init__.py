@@ -1,6 +1,6 @@
 """permstore client: sync and async, typed, with a FastAPI guard and an in-memory fake."""
 
-from ._http import NO_RETRIES, ConsistencyTokens, RetryPolicy
+from ._http import MAX_WAIT, NO_RETRIES, ConsistencyTokens, RetryPolicy
 from .cache import DecisionCache
 from .client import AsyncPermstoreClient, PermstoreClient, __version__
 from .errors import (
@@ -15,6 +15,7 @@ from .errors import (
     RateLimitedError,
     TooLargeError,
     TransportError,
+    TransportTimeoutError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -25,6 +26,7 @@ from .models import (
     BatchAnswer,
     BatchDecision,
     Change,
+    ChangedPermission,
     ChangesPage,
     Decision,
     Finding,
@@ -38,6 +40,7 @@ from .models import (
 )
 
 __all__ = [
+    "MAX_WAIT",
     "NO_RETRIES",
     "AsyncPermstoreClient",
     "AuditDecision",
@@ -45,6 +48,7 @@ __all__ = [
     "BatchAnswer",
     "BatchDecision",
     "Change",
+    "ChangedPermission",
     "ChangesPage",
     "ConflictError",
     "ConsistencyTimeoutError",
@@ -70,6 +74,7 @@ __all__ = [
     "RetryPolicy",
     "TooLargeError",
     "TransportError",
+    "TransportTimeoutError",
     "UnauthenticatedError",
     "UnavailableError",
     "UsageItem",

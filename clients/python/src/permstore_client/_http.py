@@ -16,10 +16,19 @@ from urllib.parse import quote
 import httpx
 
 from ._core.events import EVENT_ADAPTER, Event
-from .errors import PermstoreError, error_for
+from .errors import (
+    PermstoreError,
+    RateLimitedError,
+    TransportError,
+    TransportTimeoutError,
+    UnavailableError,
+    error_for,
+)
 
 RETRY_STATUSES = frozenset({429, 503})
 MAX_TENANTS_TRACKED = 4096
+MAX_WAIT = 30.0
+"""The longest long poll of the changes endpoint, in seconds (contract section 6)."""
 
 
 class ConsistencyTokens:
@@ -73,6 +82,19 @@ class RetryPolicy:
 
 NO_RETRIES = RetryPolicy(attempts=1)
 
+TRANSIENT_ERRORS: tuple[type[PermstoreError], ...] = (
+    UnavailableError,
+    RateLimitedError,
+    TransportError,
+)
+"""Failures a follower of the changes outlives: it reconnects from the last token it followed."""
+MAX_BACKOFF_EXPONENT = 30
+
+
+def reconnect_delay(policy: RetryPolicy, failures: int, error: PermstoreError) -> float:
+    """Seconds before reconnect number failures (0-based): Retry-After, else the backoff."""
+    return policy.delay(min(failures, MAX_BACKOFF_EXPONENT), error.retry_after)
+
 
 @dataclass(frozen=True)
 class Call:
@@ -84,10 +106,20 @@ class Call:
     body: Any = None
     tenant: str | None = None
     is_write: bool = False
+    holds: float | None = None
+    """Seconds the server may hold the request before answering (a long poll)."""
 
     def query(self) -> dict[str, Any]:
         """Query parameters without the unset ones."""
         return {k: v for k, v in self.params.items() if v is not None}
+
+    def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """The client's timeout, with the read allowance stretched by the time the server holds."""
+        if not self.holds or base.read is None:
+            return base
+        return httpx.Timeout(
+            connect=base.connect, read=base.read + self.holds, write=base.write, pool=base.pool
+        )
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -119,10 +151,16 @@ def raise_for(response: httpx.Response) -> Any:
 
 
 def transport_error(exc: httpx.HTTPError) -> PermstoreError:
-    """A transport failure as a PermstoreError (status 0)."""
-    from .errors import TransportError
+    """A transport failure as a PermstoreError (status 0); timeouts as TransportTimeoutError."""
+    kind = TransportTimeoutError if isinstance(exc, httpx.TimeoutException) else TransportError
+    return kind(0, "transport", f"{type(exc).__name__}: {exc}")
 
-    return TransportError(0, "transport", f"{type(exc).__name__}: {exc}")
+
+def seconds(value: float | None) -> int | float | None:
+    """A duration for a query string: whole seconds as an integer ("30", never "30.0")."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() else value
 
 
 def now_rfc3339() -> str:
@@ -262,8 +300,9 @@ class Requests:
     ) -> Call:
         """GET effective-permission changes after a token (contract section 6)."""
         t = self.tenant_of(tenant)
-        params = {"after": after, "limit": limit, "wait": wait}
-        return Call("GET", f"/v1/tenants/{segment(t)}/changes", params, tenant=t)
+        params = {"after": after, "limit": limit, "wait": seconds(wait)}
+        path = f"/v1/tenants/{segment(t)}/changes"
+        return Call("GET", path, params, tenant=t, holds=wait)
 
     def unused(
         self,

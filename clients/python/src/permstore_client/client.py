@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -12,12 +13,15 @@ from pydantic import BaseModel
 
 from ._core.events import Event
 from ._http import (
+    MAX_WAIT,
     RETRY_STATUSES,
+    TRANSIENT_ERRORS,
     Call,
     ConsistencyTokens,
     Requests,
     RetryPolicy,
     raise_for,
+    reconnect_delay,
     retry_after,
     transport_error,
 )
@@ -25,6 +29,7 @@ from .models import (
     AuditDecision,
     AuditEvent,
     BatchDecision,
+    Change,
     ChangesPage,
     Decision,
     Finding,
@@ -40,6 +45,7 @@ __version__ = "0.1.0"
 USER_AGENT = f"permstore-client-python/{__version__}"
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("permstore_client")
 
 
 def _page(model: type[M], body: Any, key: str) -> Page[M]:
@@ -97,7 +103,11 @@ class PermstoreClient:
             last = attempt == self.retry.attempts - 1
             try:
                 response = self._http.request(
-                    call.method, call.path, params=call.query(), json=call.body
+                    call.method,
+                    call.path,
+                    params=call.query(),
+                    json=call.body,
+                    timeout=call.timeout(self._http.timeout),
                 )
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 if last:
@@ -404,15 +414,38 @@ class PermstoreClient:
 
     def changes(
         self,
-        *,
+        tenant: str | None = None,
         after: str | None = None,
         limit: int | None = None,
         wait: float | None = None,
-        tenant: str | None = None,
     ) -> ChangesPage:
-        """Effective-permission changes after a token (contract section 6)."""
+        """One page of effective-permission changes after a token, and the token to follow."""
         call = self._requests.changes(after, limit, wait, tenant)
         return ChangesPage.model_validate(self._send(call))
+
+    def follow_changes(
+        self,
+        tenant: str | None = None,
+        after: str | None = None,
+        *,
+        wait: float = MAX_WAIT,
+        limit: int | None = None,
+    ) -> Iterator[Change]:
+        """Every change after a token (None: from now) as it happens; reconnects, never ends."""
+        failures = 0
+        while True:
+            try:
+                page = self.changes(tenant, after, limit, wait)
+            except TRANSIENT_ERRORS as exc:
+                delay = reconnect_delay(self.retry, failures, exc)
+                log.warning("changes: %s; reconnecting in %.1f s", exc, delay)
+                time.sleep(delay)
+                failures += 1
+                continue
+            failures = 0
+            yield from page.changes
+            # Only a page yielded whole moves the resume point, so nothing is skipped or repeated.
+            after = page.next
 
     def unused_page(
         self,
@@ -485,7 +518,11 @@ class AsyncPermstoreClient:
             last = attempt == self.retry.attempts - 1
             try:
                 response = await self._http.request(
-                    call.method, call.path, params=call.query(), json=call.body
+                    call.method,
+                    call.path,
+                    params=call.query(),
+                    json=call.body,
+                    timeout=call.timeout(self._http.timeout),
                 )
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 if last:
@@ -795,15 +832,39 @@ class AsyncPermstoreClient:
 
     async def changes(
         self,
-        *,
+        tenant: str | None = None,
         after: str | None = None,
         limit: int | None = None,
         wait: float | None = None,
-        tenant: str | None = None,
     ) -> ChangesPage:
-        """Effective-permission changes after a token (contract section 6)."""
+        """One page of effective-permission changes after a token, and the token to follow."""
         call = self._requests.changes(after, limit, wait, tenant)
         return ChangesPage.model_validate(await self._send(call))
+
+    async def follow_changes(
+        self,
+        tenant: str | None = None,
+        after: str | None = None,
+        *,
+        wait: float = MAX_WAIT,
+        limit: int | None = None,
+    ) -> AsyncIterator[Change]:
+        """Every change after a token (None: from now) as it happens; reconnects, never ends."""
+        failures = 0
+        while True:
+            try:
+                page = await self.changes(tenant, after, limit, wait)
+            except TRANSIENT_ERRORS as exc:
+                delay = reconnect_delay(self.retry, failures, exc)
+                log.warning("changes: %s; reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                failures += 1
+                continue
+            failures = 0
+            for change in page.changes:
+                yield change
+            # Only a page yielded whole moves the resume point, so nothing is skipped or repeated.
+            after = page.next
 
     async def unused_page(
         self,

@@ -72,6 +72,10 @@ class TransportError(PermstoreError):
     """The server could not be reached or did not answer in time (status 0)."""
 
 
+class TransportTimeoutError(TransportError):
+    """The server was reached (or being reached) but did not answer in time (status 0)."""
+
+
 _BY_CODE: dict[str, type[PermstoreError]] = {
     "invalid_request": InvalidRequestError,
     "invalid_token": InvalidTokenError,
