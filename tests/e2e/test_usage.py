@@ -454,3 +454,29 @@ def test_cli_lists_applies_and_applying_twice_changes_nothing(
     assert second.exit_code == 0 and "0 events would be published" in second.output
     log = http.get(f"/v1/tenants/{q(tenant)}/audit/events").json()["events"]
     assert [e["event"]["type"] for e in log] == ["grant", "grant", "revoke"]
+
+
+def test_the_client_kit_reads_findings_and_usage(
+    api_url: str, tenant: str, issue_token: TokenFactory, http: httpx.Client
+) -> None:
+    """permstore_client's typed findings and usage pages, against the real service."""
+    from permstore_client import PermstoreClient
+
+    events = [
+        grant(tenant, "user:kit", "doc:kit/a", "read"),
+        grant(tenant, "user:kit", "doc:kit/b", "read"),
+    ]
+    sync(http, tenant, publish(http, events))
+    used = {"tenant": tenant, "principal": "user:kit", "resource": "doc:kit/a", "action": "read"}
+    assert http.post("/v1/check", json=used).json()["allowed"] is True
+    with PermstoreClient(api_url, issue_token(tenant, "check,audit"), tenant=tenant) as kit:
+
+        def usage() -> dict[str, int]:
+            return {item.resource: item.uses for item in kit.usage_page("user:kit").items}
+
+        wait_for(lambda: usage() == {"doc:kit/a": 1, "doc:kit/b": 0})
+        page = kit.unused_page(0, kind="grant")
+        unused = [f.grant.resource for f in page.items if f.grant is not None]
+        assert unused == ["doc:kit/b"]
+        assert page.items[0].recommendation is not None
+        assert page.items[0].last_used_at is None and page.items[0].uses == 0
