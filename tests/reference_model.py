@@ -365,6 +365,25 @@ def actions_conferred(state: ReferenceState, permission: str) -> set[str]:
     return {permission}
 
 
+def effective_rows(state: ReferenceState, principal: str) -> dict[tuple[str, str], datetime | None]:
+    """Every (grant's resource pattern, action) rules 1 and 3 put on `principal`, whether or
+    not rule 4 lets it through now, with the latest expiry of the grants conferring it (None
+    when one of them never expires): what the change stream of section 6 follows."""
+    rows: dict[tuple[str, str], datetime | None] = {}
+    subjects = subjects_of(state, principal)
+    for (subject, pattern, permission), expires_at in state.grants.items():
+        if subject not in subjects:
+            continue
+        for action in actions_conferred(state, permission):
+            row = (pattern, action)
+            if row not in rows:
+                rows[row] = expires_at
+            else:
+                held = rows[row]
+                rows[row] = None if held is None or expires_at is None else max(held, expires_at)
+    return rows
+
+
 def unexpired(expires_at: datetime | None, at: datetime) -> bool:
     """Rule 4: no expiry, or expiry strictly later than `at`."""
     return expires_at is None or expires_at > at

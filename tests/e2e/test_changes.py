@@ -14,7 +14,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from permcore.changes import effective_expiry
 from permcore.consistency import LogPoint, decode_token, encode_token
 from permcore.decisions import micros_to_rfc3339
 from permcore.projector import to_micros
@@ -30,7 +29,7 @@ from tests.e2e.helpers import (
     sync,
 )
 from tests.integration.test_pipeline_reference import shift_history
-from tests.reference_model import ReferenceState, actions_conferred, apply_event, subjects_of
+from tests.reference_model import ReferenceState, apply_event, effective_rows
 from tests.strategies import histories, universe
 from tests.support.kafka_io import publish_events, read_topic
 from tests.support.stack import StackEnvironment
@@ -265,18 +264,14 @@ def reference_views(events: list[dict[str, Any]]) -> dict[str, dict[tuple[str, s
         if event["event_id"] not in seen:
             seen.add(event["event_id"])
             apply_event(state, event)
-    out: dict[str, dict[tuple[str, str], str | None]] = {}
-    for principal in UNIVERSE.principals:
-        expiries: dict[tuple[str, str], list[int]] = {}
-        for (subject, pattern, permission), expires_at in state.grants.items():
-            if subject in subjects_of(state, principal):
-                for action in actions_conferred(state, permission):
-                    expiries.setdefault((pattern, action), []).append(to_micros(expires_at))
-        if expiries:
-            out[principal] = {
-                row: micros_to_rfc3339(effective_expiry(values)) for row, values in expiries.items()
-            }
-    return out
+    views = {
+        principal: {
+            row: micros_to_rfc3339(to_micros(expires))
+            for row, expires in effective_rows(state, principal).items()
+        }
+        for principal in UNIVERSE.principals
+    }
+    return {principal: rows for principal, rows in views.items() if rows}
 
 
 @settings(

@@ -6,17 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.cassandra_layout.changes_reader import MAX_SEQ
-from permcore.changes import EventChanges, change_page, effective_expiry
+from permcore.changes import EventChanges, change_page
 from permcore.consistency import START, LogPoint, decode_change_point
 from permcore.projector import project_pieces, to_micros
 from permcore.state import NEVER, TenantState
 from tests.projection_sim import recorded
-from tests.reference_model import (
-    ReferenceState,
-    actions_conferred,
-    apply_event,
-    subjects_of,
-)
+from tests.reference_model import ReferenceState, apply_event, effective_rows
 from tests.strategies import histories, recorded_times, universe
 
 UNIVERSE = universe()
@@ -24,14 +19,8 @@ Effective = dict[tuple[str, str], int]
 
 
 def effective_map(state: ReferenceState, principal: str) -> Effective:
-    """(pattern, action) -> effective expiry of every row rule 1-3 put on principal."""
-    expiries: dict[tuple[str, str], list[int]] = {}
-    subjects = subjects_of(state, principal)
-    for (subject, pattern, permission), expires_at in state.grants.items():
-        if subject in subjects:
-            for action in actions_conferred(state, permission):
-                expiries.setdefault((pattern, action), []).append(to_micros(expires_at))
-    return {row: effective_expiry(values) for row, values in expiries.items()}
+    """(pattern, action) -> effective expiry (µs) of every row rules 1-3 put on principal."""
+    return {row: to_micros(expires) for row, expires in effective_rows(state, principal).items()}
 
 
 def expected_changes(
