@@ -37,6 +37,7 @@ OPERATIONS = [
     ("GET", "/v1/tenants/{tenant}/freshness"),
     ("GET", "/v1/tenants/{tenant}/findings/unused"),
     ("GET", "/v1/tenants/{tenant}/principals/{principal}/usage"),
+    ("GET", "/v1/tenants/{tenant}/changes"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -54,6 +55,18 @@ def openapi(api_url: str) -> Any:
 def operator_headers(issue_token: TokenFactory) -> dict[str, str]:
     """Authorization for every tenant and scope."""
     return {"Authorization": f"Bearer {issue_token('*', 'check,write,audit,admin')}"}
+
+
+def no_long_polls(case: Any) -> None:
+    """A valid `wait` of the changes endpoint becomes 0: a generated 30 s long poll per example
+    would only make the run slow; every other value is sent as generated."""
+    wait = (case.query or {}).get("wait")
+    try:
+        valid = wait is not None and 0 <= float(wait) <= 30
+    except (TypeError, ValueError):
+        valid = False
+    if valid:
+        case.query["wait"] = 0
 
 
 def test_the_fuzzed_operations_are_every_operation_of_the_document(openapi: Any) -> None:
@@ -85,7 +98,8 @@ def test_no_server_errors(
         database=None,
     )
     def run(case: Any) -> None:
-        response = case.call(headers=operator_headers, timeout=30)
+        no_long_polls(case)
+        response = case.call(headers=operator_headers, timeout=40)
         statuses.append(response.status_code)
         if response.status_code == 503:
             # A well-formed token the view has not reached (the documented examples name one)
