@@ -84,16 +84,26 @@ def follow(
     cfg = _config(ctx, url, token, tenant, as_json)
     with guard(cfg):
         tenant_id = require_tenant(cfg)
-        last = after
+        # A record's position names its whole event: resuming from the event in progress
+        # would skip its remaining principals, so resume from the last event seen to its end.
+        completed, current = after, None
         # A follower is meant to outlive outages, so it keeps the kit's retries.
         with open_client(cfg, retry=RetryPolicy()) as client:
             try:
                 for change in client.follow_changes(tenant_id, after=after):
+                    if current is not None and change.position != current:
+                        completed = current
+                    current = change.position
                     body = plain(change)
                     if cfg.as_json:
                         typer.echo(json.dumps(body, ensure_ascii=False))
                     else:
                         typer.echo(render.change_line(body))
-                    last = change.position
             except KeyboardInterrupt:
-                note(f"stopped; resume with --after {last}" if last else "stopped")
+                if completed is None:
+                    note("stopped")
+                else:
+                    note(
+                        f"stopped; resume with --after {completed} (the changes of the event "
+                        "in progress, if any, print again)"
+                    )

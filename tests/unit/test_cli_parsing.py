@@ -740,7 +740,9 @@ def test_changes_follow_prints_each_change_once_through_a_503_until_ctrl_c(api: 
     afters = [r.url.params.get("after") for r in api.requests]
     assert afters == ["pos-0"] + ["pos-2"] * 6 + ["pos-3"]
     assert {r.url.params.get("wait") for r in api.requests} == {"30"}
-    assert "resume with --after pos-3" in result.stderr
+    # Change 3's event may have more principals still to come: resuming after it could skip
+    # them, so the resume point is the last event seen to its end.
+    assert "resume with --after pos-2" in result.stderr
 
 
 def test_changes_follow_for_people_prints_readable_lines(api: FakeApi) -> None:
