@@ -87,6 +87,10 @@ class Inventory:
     roles: dict[str, dict[str, Since]] = field(default_factory=dict)
     """role -> action -> since the action has been part of the role without a break."""
 
+    def size(self) -> int:
+        """Things held, to bound caches of inventories by what they hold."""
+        return len(self.grants) + len(self.members) + sum(map(len, self.roles.values())) + 1
+
     def apply(self, event: Mapping[str, Any], recorded_at: int) -> None:
         """Fold one applied event (its recorded JSON) recorded at recorded_at µs."""
         since = Since(recorded_at, str(event.get("actor", "")), str(event.get("event_id", "")))

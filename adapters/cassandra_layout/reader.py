@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -41,11 +41,16 @@ class PositionedCache(Generic[K, V]):
     Bounded (least recently used entries go first); size 0 turns it off.
     """
 
-    def __init__(self, kind: str, entries: int) -> None:
+    def __init__(self, kind: str, entries: int, size_of: Callable[[V], int] | None = None) -> None:
         # The point is kept as a plain tuple of ints, which the cycle collector can untrack.
-        self._entries: LRUCache[K, tuple[int, int, V]] | None = (
-            LRUCache(maxsize=entries) if entries else None
-        )
+        # With size_of, entries bounds the sum of the values' sizes instead of their number.
+        self._entries: LRUCache[K, tuple[int, int, V]] | None = None
+        if entries:
+            self._entries = (
+                LRUCache(maxsize=entries)
+                if size_of is None
+                else LRUCache(maxsize=entries, getsizeof=lambda entry: size_of(entry[2]))
+            )
         self._hit = CACHE_LOOKUPS.labels(kind, "hit")
         self._miss = CACHE_LOOKUPS.labels(kind, "miss")
 

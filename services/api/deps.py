@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
 
-from adapters.cassandra_layout.reader import ViewReader
+from adapters.cassandra_layout.reader import PositionedCache, ViewReader
 from adapters.settings import Settings
+from permcore.findings import Inventory
 from services.api.errors import ApiError
 from services.api.middleware import RateLimiter
 from services.api.publisher import EventPublisher
@@ -18,6 +19,9 @@ from services.api.usage import UsageRecorder
 from services.auth import AuthenticationError, Authenticator, Caller, Scope
 
 log = structlog.get_logger("permstore.api")
+
+INVENTORY_ENTRIES = 200_000
+"""Grants, memberships and role actions the inventory cache holds in all (a few tens of MB)."""
 
 
 @dataclass
@@ -30,6 +34,10 @@ class Services:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     usage: UsageRecorder | None = None
+    # Tenants' inventories (findings fold the whole log), valid while the position is unchanged.
+    inventories: PositionedCache[str, Inventory] = field(
+        default_factory=lambda: PositionedCache("inventory", INVENTORY_ENTRIES, Inventory.size)
+    )
 
 
 async def get_services(request: Request) -> Services:

@@ -154,8 +154,12 @@ def usage_store(request: Request) -> UsageStore:
 
 
 async def tenant_inventory(services: Services, tenant: str) -> Inventory:
-    """What exists in the tenant now and since when, folded from its whole event log."""
+    """What exists in the tenant now and since when, folded from its whole event log (or the
+    fold remembered while the tenant's position has not moved; callers must not change it)."""
     reader = services.reader
+    point = await reader.position(tenant)
+    if (known := services.inventories.get(tenant, point)) is not None:
+        return known
     inventory = Inventory()
     for month in await reader.months(tenant):
         after = (-1, -1)
@@ -166,6 +170,7 @@ async def tenant_inventory(services: Services, tenant: str) -> Inventory:
                 after = (row.recorded_at, row.offset)
             if len(rows) < LOG_PAGE:
                 break
+    services.inventories.put(tenant, point, inventory)
     return inventory
 
 
