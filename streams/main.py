@@ -36,7 +36,8 @@ def main() -> None:
     settings = Settings()
     cluster, session = connect(settings, "processor", request_timeout=10.0)
     pinned = settings.generation
-    generation = pinned or active_generation(session, settings.cassandra_keyspace) or 1
+    active = active_generation(session, settings.cassandra_keyspace) or 1
+    generation = pinned or active
     writer = ViewWriter(
         session,
         settings.cassandra_keyspace,
@@ -48,32 +49,32 @@ def main() -> None:
     def make_processor(sink: DeadLetterSink, changes: ChangeSink) -> BatchProcessor:
         return BatchProcessor(writer, sink, settings.tenant_cache_entries, changes)
 
-    active = active_generation(session, settings.cassandra_keyspace) or 1
     publishing = ChangePublishing(enabled=active == generation)
     app = build_app(settings, settings.group_for(generation), make_processor, publishing)
     register_usage_agent(app, settings, session)
+
+    async def read_active() -> int | None:
+        """The generation readers use; None when unknown or the store did not answer."""
+        try:
+            return await read_active_generation(session, settings.cassandra_keyspace)
+        except Exception as exc:
+            # A timer that raises crashes the faust app; an unreachable store is not fatal.
+            log.warning("generation.poll_failed", error=type(exc).__name__)
+            return None
+
     if pinned:
 
         async def publish_once_active() -> None:
             """A rebuild's processor publishes changes from the moment readers switch to it."""
-            try:
-                active = await read_active_generation(session, settings.cassandra_keyspace)
-            except Exception as exc:
-                log.warning("generation.poll_failed", error=type(exc).__name__)
-                return
-            publishing.enabled = active == generation
+            if (active := await read_active()) is not None:
+                publishing.enabled = active == generation
 
         app.timer(interval=CHANGE_PUBLISHING_POLL_SECONDS)(publish_once_active)
     else:
 
         async def follow_active_generation() -> None:
             """Stop (gracefully) when readers have switched to another generation."""
-            try:
-                active = await read_active_generation(session, settings.cassandra_keyspace)
-            except Exception as exc:
-                # A timer that raises crashes the faust app; an unreachable store is not fatal.
-                log.warning("generation.poll_failed", error=type(exc).__name__)
-                return
+            active = await read_active()
             if active is not None and active != generation:
                 log.info("generation.switched", old=generation, new=active)
                 os.kill(os.getpid(), signal.SIGTERM)
