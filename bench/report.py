@@ -110,10 +110,13 @@ def _fmt(value: Any) -> str:
 
 
 def write_summary() -> Path:
-    """bench/results/summary.md from every scenario JSON present."""
+    """bench/results/summary.md from every scenario JSON present (baselines `*_before` aside)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     reports: list[JsonDict] = []
     for path in sorted(RESULTS.glob("*.json")):
+        if path.stem.endswith("_before"):
+            # A baseline kept for a before/after comparison, not the scenario's latest run.
+            continue
         try:
             body = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
