@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 from .consistency import LogPoint, encode_change_cursor, encode_token
 from .decisions import micros_to_rfc3339
@@ -176,6 +177,11 @@ _NO_GRANTS: Mapping[str, list[tuple[str, int]]] = MappingProxyType({})
 BUCKET_BITS = 16
 """A tenant's changes are stored in buckets of 2**16 offsets of its partition."""
 
+AFTER_EVENT = 2**31 - 1
+"""A seq above every real one: reading after (offset, AFTER_EVENT) skips the whole event."""
+
+R = TypeVar("R")
+
 
 def bucket_of(offset: int) -> int:
     """The storage bucket of an event's changes."""
@@ -212,9 +218,9 @@ def change_page(
     tenant: str,
     current: LogPoint,
     after: tuple[LogPoint, int | None],
-    rows: list[tuple[int, int, str]],
+    rows: list[tuple[int, int, R]],
     limit: int,
-) -> tuple[list[tuple[str, str]], str]:
+) -> tuple[list[tuple[str, R]], str]:
     """((cursor, record) items, next) of up to limit stored rows read after `after` and up to
     the tenant's current point (rows holds up to limit + 1, to tell whether more follow).
 
@@ -229,7 +235,7 @@ def change_page(
             return [], encode_token(tenant, point)
         return [], encode_change_cursor(tenant, point, seq)
     more = len(rows) > limit
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, R]] = []
     for index, (offset, row_seq, record) in enumerate(rows[:limit]):
         at = LogPoint(current.partition, offset)
         following = rows[index + 1] if index + 1 < len(rows) else None

@@ -5,10 +5,7 @@ from __future__ import annotations
 from cassandra.cluster import Session
 
 from adapters.cassandra import execute
-from permcore.changes import bucket_of
-
-MAX_SEQ = 2**31 - 1
-"""A seq above every real one: "after the whole event"."""
+from permcore.changes import AFTER_EVENT, bucket_of
 
 
 class ChangeStore:
@@ -37,7 +34,7 @@ class ChangeStore:
         buckets = await execute(self._session, self._buckets, (tenant, first, bucket_of(upto)))
         out: list[tuple[int, int, str]] = []
         for (bucket,) in buckets:
-            lower = (offset, MAX_SEQ if seq is None else seq) if bucket == first else (-1, -1)
+            lower = (offset, AFTER_EVENT if seq is None else seq) if bucket == first else (-1, -1)
             rows = await execute(
                 self._session, self._rows, (tenant, bucket, *lower, limit - len(out))
             )

@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.changes_reader import MAX_SEQ
-from permcore.changes import EventChanges, change_page
+from permcore.changes import AFTER_EVENT, EventChanges, change_page
 from permcore.consistency import START, LogPoint, decode_change_point
 from permcore.projector import project_pieces, to_micros
 from permcore.state import NEVER, TenantState
@@ -142,7 +141,7 @@ def test_following_next_reads_every_stored_record_once(
     current = LogPoint(3, max((o for o, _, _ in stored), default=0) + gap)
 
     def after(point: LogPoint, seq: int | None) -> list[tuple[int, int, str]]:
-        bound = (point.offset, MAX_SEQ if seq is None else seq)
+        bound = (point.offset, AFTER_EVENT if seq is None else seq)
         return [r for r in stored if (r[0], r[1]) > bound][: limit + 1]
 
     position: tuple[LogPoint, int | None] = (START, None)

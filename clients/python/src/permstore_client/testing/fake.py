@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote
 from pydantic import TypeAdapter, ValidationError
 
 from .._core import identifiers as ids
-from .._core.changes import change_page, change_records
+from .._core.changes import AFTER_EVENT, change_page, change_records
 from .._core.consistency import (
     START,
     LogPoint,
@@ -94,8 +94,12 @@ class _Tenant:
     event_ids: set[str] = field(default_factory=set)
     next_offset: int = 0
     applied_at: int | None = None
-    # (offset, seq, record JSON) of the change stream, in log order
-    changes: list[tuple[int, int, str]] = field(default_factory=list)
+    # (offset, seq, record) of the change stream, in log order
+    changes: list[tuple[int, int, Json]] = field(default_factory=list)
+
+    def point(self) -> LogPoint:
+        """The point of the newest applied event (the fake has one partition)."""
+        return LogPoint(0, self.next_offset - 1) if self.next_offset else START
 
 
 class InMemoryPermstore:
@@ -162,30 +166,28 @@ class InMemoryPermstore:
                         sources[change.source] = change.expires
             for event_changes in result.changes:
                 for seq, record in change_records(tenant, 0, event_changes):
-                    view.changes.append((event_changes.offset, seq, json.dumps(record)))
+                    view.changes.append((event_changes.offset, seq, record))
             self._applied.notify_all()
             return encode_token(tenant, LogPoint(0, view.next_offset - 1))
 
     def changes_after(
         self, tenant: str, after: tuple[LogPoint, int | None] | None, limit: int, wait: float
-    ) -> tuple[list[tuple[str, str]], str]:
-        """((cursor, record JSON) items, next) after a position (None: the current one),
-        waiting up to wait seconds for the first change, as the service's endpoint does."""
+    ) -> tuple[list[tuple[str, Json]], str]:
+        """((cursor, record) items, next) after a position (None: the current one), waiting
+        up to wait seconds for the first change, as the service's endpoint does."""
         deadline = time.monotonic() + wait
         with self._lock:
             view = self._tenant(tenant)
-            current = LogPoint(0, view.next_offset - 1) if view.next_offset else START
-            start = after if after is not None else (current, None)
+            start = after if after is not None else (view.point(), None)
             point, seq = start
-            bound = (point.offset, 2**31 if seq is None else seq)
+            bound = (point.offset, AFTER_EVENT if seq is None else seq)
             while True:
                 rows = [r for r in view.changes if (r[0], r[1]) > bound][: limit + 1]
                 left = deadline - time.monotonic()
                 if rows or left <= 0:
                     break
                 self._applied.wait(left)
-            current = LogPoint(0, view.next_offset - 1) if view.next_offset else START
-            return change_page(tenant, current, start, rows, limit)
+            return change_page(tenant, view.point(), start, rows, limit)
 
     # reads
 
@@ -579,8 +581,7 @@ class ContractHandler:
         if not 0 <= wait <= 30:
             raise invalid("wait", "must be a number of seconds from 0 to 30")
         items, following = self.store.changes_after(tenant, after, _limit(params), wait)
-        changes = [json.loads(record) for _, record in items]
-        return Response(200, {"changes": changes, "next": following})
+        return Response(200, {"changes": [record for _, record in items], "next": following})
 
     def _audit_check(self, tenant: str, params: Mapping[str, str]) -> Response:
         principal, resource, action = _triple(dict(params), "")
