@@ -36,12 +36,14 @@ class PrincipalChange:
 
 @dataclass(frozen=True, slots=True)
 class EventChanges:
-    """The principal changes of one applied event, in principal order (seq = index)."""
+    """Principal changes of one applied event, in principal order: all of them, or one run of
+    them when a large event hands them out over several pieces (seq = first_seq + index)."""
 
     offset: int
     recorded_at: int
     cause: str
     principals: tuple[PrincipalChange, ...]
+    first_seq: int = 0
 
 
 def effective_expiry(expiries: Iterable[int]) -> int:
@@ -55,15 +57,24 @@ def effective_expiry(expiries: Iterable[int]) -> int:
 
 
 class ChangeTracker:
-    """Collects the rows one event touches; once the event is applied, tells what changed.
+    """Collects the rows one event touches and tells what changed in each principal's set.
 
-    Created before the event mutates the state (to remember a renewed grant's old expiry),
-    fed every view change, finished against the state after the event.
+    Created before the event mutates the state (to remember a renewed grant's old expiry) and
+    fed every view change after it did. With `streaming`, the event's view changes come one
+    principal at a time in principal order (the projector's membership and grant fan-outs), so
+    a principal is judged once the next one starts and only its own rows are held: memory
+    stays bounded by one principal however large the fan-out. Otherwise (role changes) every
+    row is held until `finish`.
     """
 
-    def __init__(self, state: TenantState, event: Event) -> None:
-        # row -> source -> the expiry the event set, or REMOVED
-        self._rows: dict[Row, dict[str, int]] = {}
+    def __init__(self, state: TenantState, event: Event, *, streaming: bool = False) -> None:
+        # principal -> (pattern, action) -> source -> the expiry the event set, or REMOVED
+        self._rows: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
+        self._state = state
+        self._sources: _RowSources | None = None
+        self._streaming = streaming
+        self._current: str | None = None
+        self._ready: list[PrincipalChange] = []
         # The expiry, before the event, of the grant a grant or revoke event names: a grant
         # already held is only renewed (its source was on every row before), and a revoked
         # grant is gone from the state after the event.
@@ -74,41 +85,59 @@ class ChangeTracker:
                 self._named = (source_key(event.principal, event.permission), before)
 
     def note(self, change: ViewChange) -> None:
-        """Remember one view change of the event."""
-        row = (change.principal, change.pattern, change.action)
-        touched = self._rows.get(row)
+        """Remember one view change of the event (the state is already the one after it)."""
+        principal = change.principal
+        if self._streaming and principal != self._current:
+            if self._current is not None:
+                if principal < self._current:
+                    raise RuntimeError(f"view changes out of principal order at {principal!r}")
+                self._judge(self._current)
+            self._current = principal
+        rows = self._rows.get(principal)
+        if rows is None:
+            rows = self._rows[principal] = {}
+        key = (change.pattern, change.action)
+        touched = rows.get(key)
         if touched is None:
-            self._rows[row] = {change.source: change.expires}
+            rows[key] = {change.source: change.expires}
         else:
             touched[change.source] = change.expires
 
-    def finish(self, state: TenantState) -> list[PrincipalChange]:
-        """The per-principal changes, given the state after the event."""
-        sources = _RowSources(state)
-        added: dict[str, list[tuple[str, str, int]]] = {}
-        removed: dict[str, list[tuple[str, str]]] = {}
-        for row, touched in self._rows.items():
-            principal, pattern, action = row
-            after = sources.of(principal, pattern, action)
+    def ready(self) -> list[PrincipalChange]:
+        """The changes of the principals judged since the last call, in principal order."""
+        out, self._ready = self._ready, []
+        return out
+
+    def finish(self) -> list[PrincipalChange]:
+        """The changes of every principal not yet handed out, once the event is applied."""
+        for principal in sorted(self._rows):
+            self._judge(principal)
+        self._current = None
+        return self.ready()
+
+    def _judge(self, principal: str) -> None:
+        """Compare one principal's touched rows before and after the event, then forget them."""
+        state = self._state
+        if self._sources is None:
+            self._sources = _RowSources(state)
+        held_by = self._sources.held_by(principal)
+        added: list[tuple[str, str, int]] = []
+        removed: list[tuple[str, str]] = []
+        for (pattern, action), touched in self._rows.pop(principal).items():
+            after = _RowSources.of(held_by, pattern, action)
             before = self._before(state, pattern, after, touched)
             if after and not before:
-                added.setdefault(principal, []).append(
-                    (pattern, action, effective_expiry(after.values()))
-                )
+                added.append((pattern, action, effective_expiry(after.values())))
             elif before and not after:
-                removed.setdefault(principal, []).append((pattern, action))
+                removed.append((pattern, action))
             elif after:
                 expires = effective_expiry(after.values())
                 if expires != effective_expiry(before.values()):
-                    added.setdefault(principal, []).append((pattern, action, expires))
-        return [
-            PrincipalChange(
-                principal,
-                tuple(sorted(added.get(principal, ()))),
-                tuple(sorted(removed.get(principal, ()))),
+                    added.append((pattern, action, expires))
+        if added or removed:
+            self._ready.append(
+                PrincipalChange(principal, tuple(sorted(added)), tuple(sorted(removed)))
             )
-            for principal in sorted(added.keys() | removed.keys())
-        ]
 
     def _before(
         self, state: TenantState, pattern: str, after: dict[str, int], touched: dict[str, int]
@@ -130,48 +159,58 @@ class ChangeTracker:
         return before
 
 
+Conferred = Mapping[str, list[tuple[str, frozenset[str], int]]]
+"""One subject's grants by pattern: (source, the actions it confers, expiry)."""
+
+
 class _RowSources:
-    """Every source of a row in one state, remembered per (subject, pattern, action) for the
-    event: a fan-out asks the same group's sources for every holder."""
+    """Every source of a row in one state, with each subject's grants indexed once for the
+    event: a fan-out asks the same group's grants for every holder."""
 
     def __init__(self, state: TenantState) -> None:
         self._state = state
         self._reach = state.closure()
-        self._by_pattern: dict[str, dict[str, list[tuple[str, int]]]] = {}
-        self._confers: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
+        self._conferred: dict[str, Conferred] = {}
 
-    def of(self, principal: str, pattern: str, action: str) -> dict[str, int]:
-        """source -> expiry of every grant that puts (pattern, action) on principal's view."""
-        found: dict[str, int] = dict(self._subject(principal, pattern, action))
-        for subject in self._reach.reached(principal):
-            found.update(self._subject(subject, pattern, action))
+    def held_by(self, principal: str) -> list[Conferred]:
+        """The grant indexes of the principal and of every group it reaches (non-empty)."""
+        indexes = []
+        for subject in (principal, *self._reach.reached(principal)):
+            index = self._conferred_by(subject)
+            if index:
+                indexes.append(index)
+        return indexes
+
+    @staticmethod
+    def of(held_by: list[Conferred], pattern: str, action: str) -> dict[str, int]:
+        """source -> expiry of every grant that puts (pattern, action) on the principal."""
+        found: dict[str, int] = {}
+        for index in held_by:
+            for source, actions, expires in index.get(pattern, ()):
+                if action in actions:
+                    found[source] = expires
         return found
 
-    def _subject(self, subject: str, pattern: str, action: str) -> list[tuple[str, int]]:
-        key = (subject, pattern, action)
-        known = self._confers.get(key)
-        if known is None:
-            state = self._state
-            known = self._confers[key] = [
-                (source_key(subject, permission), expires)
-                for permission, expires in self._grants_at(subject).get(pattern, ())
-                if action in state.actions_of(permission)
-            ]
-        return known
-
-    def _grants_at(self, subject: str) -> Mapping[str, list[tuple[str, int]]]:
+    def _conferred_by(self, subject: str) -> Conferred:
+        known = self._conferred.get(subject)
+        if known is not None:
+            return known
         held = self._state.grants.get(subject)
         if not held:
             return _NO_GRANTS
-        index = self._by_pattern.get(subject)
-        if index is None:
-            index = self._by_pattern[subject] = {}
-            for (pattern, permission), expires in held.items():
-                index.setdefault(pattern, []).append((permission, expires))
+        index: dict[str, list[tuple[str, frozenset[str], int]]] = {}
+        for (pattern, permission), expires in held.items():
+            conferred = (
+                source_key(subject, permission),
+                self._state.actions_of(permission),
+                expires,
+            )
+            index.setdefault(pattern, []).append(conferred)
+        self._conferred[subject] = index
         return index
 
 
-_NO_GRANTS: Mapping[str, list[tuple[str, int]]] = MappingProxyType({})
+_NO_GRANTS: Conferred = MappingProxyType({})
 
 
 BUCKET_BITS = 16
@@ -210,7 +249,7 @@ def change_records(
                 "removed": [{"resource": r, "action": a} for r, a in p.removed],
             },
         )
-        for seq, p in enumerate(change.principals)
+        for seq, p in enumerate(change.principals, change.first_seq)
     ]
 
 

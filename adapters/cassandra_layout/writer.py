@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from cassandra.cluster import Session
+from cassandra.cluster import NoHostAvailable, Session
 from cassandra.concurrent import execute_concurrent
+from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from prometheus_client import Counter
 
 from adapters.cassandra import execute
 from adapters.cassandra_layout.encodings import (
@@ -44,11 +46,34 @@ from schemas.events import event_to_json
 MAX_TTL_SECONDS = 20 * 365 * 86_400
 SNAPSHOT_CHUNK_BYTES = 512 * 1024
 WRITE_BATCH_STATEMENTS = 64
+WRITE_BATCH_CELLS = 256
+"""Most cells one unlogged batch carries (a grouped view write counts each of its rows)."""
+BUSY_RETRIES = 8
+"""Rounds of resending the batches a full connection refused, 10 ms apart and doubling."""
+MAX_IN_ROWS = 256
+"""Most rows one grouped view write names in its IN list."""
 
-Write = tuple[tuple[str, ...], PreparedStatement, tuple[Any, ...]]
-"""(partition it lands in, statement, parameters): sorted by partition to batch neighbours."""
+
+class Write(NamedTuple):
+    """One statement to run, with the partition it lands in (sorted on, to batch neighbours)
+    and how many cells it writes."""
+
+    partition: tuple[str, ...]
+    statement: PreparedStatement
+    params: tuple[Any, ...]
+    cells: int = 1
+
+
+ViewGroup = tuple[str, str, str, int, int]
+"""(row's partition value, action, source, expires, TTL or -1 for a delete): the cells of one
+event that one statement can write, given the list of the other clustering values."""
 EXPIRY_GRACE_SECONDS = 60
 DEFAULT_CHANGES_RETENTION_SECONDS = 7 * 86_400
+
+BUSY_RESENDS = Counter(
+    "permstore_store_busy_resends_total",
+    "Write batches sent again because the driver's connection to Cassandra was full",
+)
 
 ChangeSink = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
 """Takes (tenant, record JSON) of every change a write completes, after its rows are stored."""
@@ -79,19 +104,19 @@ class ViewWriter:
         prep = session.prepare
         self._set_perm = prep(
             f"UPDATE {perms} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
-            "WHERE tenant = ? AND principal = ? AND pattern = ? AND action = ?"
+            "WHERE tenant = ? AND principal = ? AND pattern IN ? AND action = ?"
         )
         self._del_perm = prep(
             f"DELETE sources[?] FROM {perms} USING TIMESTAMP ? "
-            "WHERE tenant = ? AND principal = ? AND pattern = ? AND action = ?"
+            "WHERE tenant = ? AND principal = ? AND pattern IN ? AND action = ?"
         )
         self._set_pat = prep(
             f"UPDATE {pats} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
-            "WHERE tenant = ? AND pattern = ? AND principal = ? AND action = ?"
+            "WHERE tenant = ? AND pattern = ? AND principal IN ? AND action = ?"
         )
         self._del_pat = prep(
             f"DELETE sources[?] FROM {pats} USING TIMESTAMP ? "
-            "WHERE tenant = ? AND pattern = ? AND principal = ? AND action = ?"
+            "WHERE tenant = ? AND pattern = ? AND principal IN ? AND action = ?"
         )
         self._set_path = prep(
             f"INSERT INTO {g % 'group_paths'} (tenant, principal, grp, via) VALUES (?, ?, ?, ?) "
@@ -180,13 +205,14 @@ class ViewWriter:
         now_us: int | None = None,
         publish: ChangeSink | None = None,
     ) -> int:
-        """Write the views and audit rows of every (tenant, partition, effects), then their
-        change-stream rows (handed to publish once stored), then each tenant's state with its
-        applied offset; returns the number of statements written.
+        """Write the views, audit and change-stream rows of every (tenant, partition, effects),
+        hand the change records to publish once they are all stored, then write each tenant's
+        state with its applied offset; returns the number of statements written.
 
         State and position go last, each in one single-partition batch, so a crash before it
         replays the tenant's events from the old state; the replay writes the same change rows
-        again (same keys and content), so a follower of the table sees each change once.
+        again (same keys and content), so a follower of the table sees each change once. The
+        change rows may go with the views: readers of the table stop at the applied position.
         """
         now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
         writes: list[Write] = []
@@ -194,19 +220,23 @@ class ViewWriter:
             writes.extend(self._effect_writes(tenant, effects, now_us))
         # The months the batch's log rows land in (their first two parameters).
         months = {
-            (params[0], params[1]) for _, statement, params in writes if statement is self._log
+            (w.params[0], w.params[1]) for w in writes if w.statement is self._log
         } - self._months_written
         writes.extend(
-            (("m", tenant, ALL_EVENTS_SUBJECT), self._month, (tenant, ALL_EVENTS_SUBJECT, month, 1))
+            Write(
+                ("m", tenant, ALL_EVENTS_SUBJECT),
+                self._month,
+                (tenant, ALL_EVENTS_SUBJECT, month, 1),
+            )
             for tenant, month in months
         )
+        changes, published = self._change_writes(batches, now_us)
+        writes.extend(changes)
         await self._flush(writes)
         # Remembered only once written: a failed flush is retried with its months rows.
         if len(self._months_written) + len(months) > 100_000:
             self._months_written.clear()
         self._months_written |= months
-        changes, published = self._change_writes(batches, now_us)
-        await self._flush(changes)
         if publish is not None and published:
             await publish(published)
         states = []
@@ -215,7 +245,7 @@ class ViewWriter:
             if last is not None:
                 states.append(self._write_state(tenant, partition, effects, last, now_us))
         await asyncio.gather(*states)
-        return len(writes) + len(changes) + len(states)
+        return len(writes) + len(states)
 
     def _change_writes(
         self, batches: list[tuple[str, int, BatchEffects]], now_us: int
@@ -239,7 +269,7 @@ class ViewWriter:
                     published.append((tenant, body))
                     if ttl > 0:
                         writes.append(
-                            (
+                            Write(
                                 ("c", tenant, str(bucket)),
                                 self._change,
                                 (tenant, bucket, change.offset, seq, body.decode(), ts, ttl),
@@ -248,7 +278,7 @@ class ViewWriter:
                 if ttl > 0:
                     buckets[bucket] = max(buckets.get(bucket, (-1, 0)), (change.offset, ttl))
             writes.extend(
-                (
+                Write(
                     ("cb", tenant),
                     self._change_bucket,
                     (tenant, bucket, write_timestamp(offset), ttl),
@@ -261,88 +291,125 @@ class ViewWriter:
         writes: list[Write] = []
         for event_effects in effects.effects:
             ts = write_timestamp(event_effects.offset)
-            for change in event_effects.views:
-                writes.extend(self._view_writes(tenant, ts, change, now_us))
+            writes.extend(self._view_writes(tenant, ts, event_effects.views, now_us))
             writes.extend(self._path_write(tenant, ts, path) for path in event_effects.paths)
         for recorded in effects.applied:
             writes.extend(self._audit_writes(tenant, recorded))
         return writes
 
     async def _flush(self, writes: list[Write]) -> None:
-        """Send writes as unlogged batches of neighbours (same partition where possible).
+        """Send writes as unlogged batches of neighbours (same partition where possible), each
+        of at most WRITE_BATCH_STATEMENTS statements and WRITE_BATCH_CELLS cells.
 
         Every statement carries its own timestamp, so batching changes no outcome; it only
         saves round trips, which dominate the processor's cost in the Python driver.
         """
-        writes.sort(key=lambda w: w[0])
+        writes.sort(key=lambda w: w.partition)
         batches: list[tuple[BatchStatement, tuple[()]]] = []
-        for start in range(0, len(writes), WRITE_BATCH_STATEMENTS):
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for _, statement, params in writes[start : start + WRITE_BATCH_STATEMENTS]:
-                batch.add(statement, params)
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        statements = cells = 0
+        for write in writes:
+            if statements and (
+                statements == WRITE_BATCH_STATEMENTS or cells + write.cells > WRITE_BATCH_CELLS
+            ):
+                batches.append((batch, ()))
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                statements = cells = 0
+            batch.add(write.statement, write.params)
+            statements += 1
+            cells += write.cells
+        if statements:
             batches.append((batch, ()))
-        if batches:
-            # One thread hop for the whole flush: the driver's own concurrent executor avoids
-            # waking the event loop once per statement.
-            await asyncio.to_thread(
+        for attempt in range(BUSY_RETRIES + 1):
+            if not batches:
+                return
+            # One thread hop per round: the driver's own concurrent executor avoids waking the
+            # event loop once per statement.
+            outcomes = await asyncio.to_thread(
                 execute_concurrent,
                 self._session,
                 batches,
                 concurrency=self._concurrency,
-                raise_on_first_error=True,
+                raise_on_first_error=False,
             )
+            refused = []
+            for sent, (ok, outcome) in zip(batches, outcomes, strict=True):
+                if ok:
+                    continue
+                if not _connection_busy(outcome) or attempt == BUSY_RETRIES:
+                    raise outcome
+                refused.append(sent)
+            # The driver refuses requests while a connection's socket buffer is full instead
+            # of queueing them: resend only those once it drained, not the whole piece.
+            batches = refused
+            if batches:
+                BUSY_RESENDS.inc(len(batches))
+                await asyncio.sleep(0.01 * 2**attempt)
 
-    def _view_writes(self, tenant: str, ts: int, change: ViewChange, now_us: int) -> list[Write]:
-        by_principal = ("p", tenant, change.principal)
-        by_pattern = ("r", tenant, change.pattern)
-        expired = change.expires not in (NEVER, REMOVED) and change.expires <= now_us
-        if change.expires == REMOVED or expired:
-            return [
-                (
-                    by_principal,
-                    self._del_perm,
-                    (change.source, ts, tenant, change.principal, change.pattern, change.action),
-                ),
-                (
-                    by_pattern,
-                    self._del_pat,
-                    (change.source, ts, tenant, change.pattern, change.principal, change.action),
-                ),
-            ]
-        ttl = 0
-        if change.expires != NEVER:
-            ttl = min(
-                MAX_TTL_SECONDS, (change.expires - now_us) // 1_000_000 + EXPIRY_GRACE_SECONDS
-            )
-        head = (ts, ttl, change.source, change.expires, tenant)
-        return [
-            (
-                by_principal,
-                self._set_perm,
-                (*head, change.principal, change.pattern, change.action),
-            ),
-            (by_pattern, self._set_pat, (*head, change.pattern, change.principal, change.action)),
-        ]
+    def _view_writes(
+        self, tenant: str, ts: int, changes: Iterable[ViewChange], now_us: int
+    ) -> list[Write]:
+        """One event's view cells, as few statements as their shared values allow.
+
+        The cells of one event that share action, source and expiry differ only in principal
+        and pattern, so one statement per principal names its patterns in an IN list (and one
+        per pattern its principals, for the index). Every cell gets the timestamp and TTL it
+        would get alone, so the stored outcome is the same as one statement per cell; the
+        store and the driver do far less work per cell in a large fan-out.
+        """
+        by_principal: dict[ViewGroup, dict[str, None]] = {}
+        by_pattern: dict[ViewGroup, dict[str, None]] = {}
+        for change in changes:
+            expires = change.expires
+            if expires == REMOVED or (expires != NEVER and expires <= now_us):
+                ttl = -1
+            elif expires == NEVER:
+                ttl = 0
+            else:
+                ttl = min(MAX_TTL_SECONDS, (expires - now_us) // 1_000_000 + EXPIRY_GRACE_SECONDS)
+            shared = (change.action, change.source, expires, ttl)
+            by_principal.setdefault((change.principal, *shared), {})[change.pattern] = None
+            by_pattern.setdefault((change.pattern, *shared), {})[change.principal] = None
+        writes: list[Write] = []
+        for groups, kind, delete, upsert in (
+            (by_principal, "p", self._del_perm, self._set_perm),
+            (by_pattern, "r", self._del_pat, self._set_pat),
+        ):
+            for (key, action, source, expires, ttl), members in groups.items():
+                listed = list(members)
+                for start in range(0, len(listed), MAX_IN_ROWS):
+                    rows = listed[start : start + MAX_IN_ROWS]
+                    where = (tenant, key, rows, action)
+                    if ttl < 0:
+                        writes.append(
+                            Write((kind, tenant, key), delete, (source, ts, *where), len(rows))
+                        )
+                    else:
+                        params = (ts, ttl, source, expires, *where)
+                        writes.append(Write((kind, tenant, key), upsert, params, len(rows)))
+        return writes
 
     def _path_write(self, tenant: str, ts: int, change: PathChange) -> Write:
         where = ("p", tenant, change.principal)
         if change.via is None:
-            return (where, self._del_path, (ts, tenant, change.principal, change.group))
-        return (where, self._set_path, (tenant, change.principal, change.group, change.via, ts))
+            return Write(where, self._del_path, (ts, tenant, change.principal, change.group))
+        return Write(
+            where, self._set_path, (tenant, change.principal, change.group, change.via, ts)
+        )
 
     def _audit_writes(self, tenant: str, recorded: RecordedEvent) -> list[Write]:
         ts = write_timestamp(recorded.offset)
         month = month_of(recorded.recorded_at)
         body = event_to_json(recorded.event).decode()
         writes: list[Write] = [
-            (
+            Write(
                 ("l", tenant, str(month)),
                 self._log,
                 (tenant, month, recorded.recorded_at, recorded.offset, body, ts),
             )
         ]
         writes.extend(
-            (
+            Write(
                 # The log row's partition key: sorted next to it, both land in one mutation.
                 ("l", tenant, str(month)),
                 self._audit,
@@ -399,3 +466,12 @@ class ViewWriter:
     async def _run(self, statement: Any, params: tuple[Any, ...] | None = None) -> Any:
         async with self._limit:
             return await execute(self._session, statement, params)
+
+
+def _connection_busy(error: BaseException) -> bool:
+    """Whether a failed request was refused only because every connection was full."""
+    return (
+        isinstance(error, NoHostAvailable)
+        and bool(error.errors)
+        and all(isinstance(e, ConnectionBusy) for e in error.errors.values())
+    )

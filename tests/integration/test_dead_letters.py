@@ -4,6 +4,7 @@ events around them still apply."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 
@@ -67,15 +68,22 @@ def test_poison_goes_to_dlq_and_stream_goes_on(
     assert [r.allowed for r in results] == [True, True, False]
 
     poisoned = {positions[i + 1] for i in range(len(poison))} | {positions[-2]}
-    letters = {}
-    for message in read_topic(bootstrap, test_env.env["PERMSTORE_DLQ_TOPIC"]):
-        headers = {k: v.decode() for k, v in message.headers}
-        source = (
-            int(headers["permstore-source-partition"]),
-            int(headers["permstore-source-offset"]),
-        )
-        if source in poisoned:
-            letters[source] = (message.value, headers["permstore-reason"])
+    # The wrong-key record sits on another partition than the token names: its letter may
+    # still be on its way when the check answers, so the DLQ is read until it holds them all.
+    deadline = time.monotonic() + 30
+    while True:
+        letters = {}
+        for message in read_topic(bootstrap, test_env.env["PERMSTORE_DLQ_TOPIC"]):
+            headers = {k: v.decode() for k, v in message.headers}
+            source = (
+                int(headers["permstore-source-partition"]),
+                int(headers["permstore-source-offset"]),
+            )
+            if source in poisoned:
+                letters[source] = (message.value, headers["permstore-reason"])
+        if set(letters) == poisoned or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert set(letters) == poisoned
     for i, (label, payload) in enumerate(poison):
         value, reason = letters[positions[i + 1]]
