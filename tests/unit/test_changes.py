@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
+import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from permcore.changes import AFTER_EVENT, EventChanges, change_page
+from permcore.changes import AFTER_EVENT, ChangeTracker, EventChanges, change_page
 from permcore.consistency import START, LogPoint, decode_change_point
-from permcore.projector import project_pieces, to_micros
+from permcore.projector import ViewChange, project_pieces, to_micros
 from permcore.state import NEVER, TenantState
+from schemas.events import parse_event
 from tests.projection_sim import recorded
 from tests.reference_model import ReferenceState, apply_event, effective_rows
 from tests.strategies import histories, recorded_times, universe
@@ -162,3 +167,52 @@ def test_following_next_reads_every_stored_record_once(
             break
     assert seen == [record for _, _, record in stored]
     assert position == (current, None)
+
+
+def test_a_large_fan_out_hands_its_records_out_piece_by_piece() -> None:
+    """Nesting a group of 300 users into a group of 3 grants, in pieces of 100 rows: the
+    records leave with the pieces that hold their rows, numbered on, and the tracker never
+    holds more than one principal's rows."""
+    events = [event(n, "add_member", group="group:big", member=f"user:u{n:03}") for n in range(300)]
+    events += [
+        event(300 + j, "grant", principal="group:top", resource=f"doc:d{j}", permission="read")
+        for j in range(3)
+    ]
+    events.append(event(303, "add_member", group="group:top", member="group:big"))
+    records = recorded(events, recorded_times(len(events)))
+    state = TenantState()
+    for _ in project_pieces(state, records[:-1], (), 1000, track_changes=True):
+        pass
+    held: list[int] = []
+    original = ChangeTracker.note
+
+    def spying(tracker: ChangeTracker, change: ViewChange) -> None:
+        original(tracker, change)
+        held.append(sum(len(rows) for rows in tracker._rows.values()))
+
+    with patch.object(ChangeTracker, "note", spying):
+        pieces = list(project_pieces(state, records[-1:], (), 100, track_changes=True))
+    assert max(held) <= 3
+    runs = [change for piece in pieces for change in piece.changes]
+    # 903 view rows and 301 path rows (every holder now reaches group:top), 100 a piece.
+    assert len(pieces) == 13 and len(runs) >= 9
+    assert [run.first_seq for run in runs] == [
+        sum(len(r.principals) for r in runs[:i]) for i in range(len(runs))
+    ]
+    principals = [p.principal for run in runs for p in run.principals]
+    assert principals == sorted(principals) and len(principals) == 301  # the users and big
+
+
+def test_view_changes_out_of_principal_order_are_refused() -> None:
+    """The streaming tracker judges a principal when the next starts: a principal coming back
+    would have been judged on part of its rows, so it is an error, never a wrong record."""
+    tracker = ChangeTracker(
+        TenantState(),
+        parse_event(
+            orjson.dumps(event(0, "grant", principal="user:b", resource="doc:a", permission="read"))
+        ),
+        streaming=True,
+    )
+    tracker.note(ViewChange("user:b", "doc:a", "read", "user:b|read", NEVER))
+    with pytest.raises(RuntimeError, match="principal order"):
+        tracker.note(ViewChange("user:a", "doc:a", "read", "user:b|read", NEVER))
