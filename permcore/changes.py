@@ -20,10 +20,6 @@ from .events import Event, GrantEvent, RevokeEvent
 from .projector import REMOVED, ViewChange, source_key, split_source
 from .state import NEVER, TenantState
 
-Row = tuple[str, str, str]
-"""(principal, pattern, action): one row of a principal's view."""
-
-
 @dataclass(frozen=True, slots=True)
 class PrincipalChange:
     """What one event changed in one principal's effective set (sorted, never both empty)."""
