@@ -20,6 +20,7 @@ from .events import Event, GrantEvent, RevokeEvent
 from .projector import REMOVED, ViewChange, source_key, split_source
 from .state import NEVER, TenantState
 
+
 @dataclass(frozen=True, slots=True)
 class PrincipalChange:
     """What one event changed in one principal's effective set (sorted, never both empty)."""
