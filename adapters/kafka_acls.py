@@ -68,7 +68,11 @@ class Acl:
 def acl_table(settings: Settings) -> list[Acl]:
     """Every ACL permstore needs; topics literal (the DLQ shares the events topic's prefix)."""
     events, dlq, group = settings.events_topic, settings.dlq_topic, settings.processor_group
-    usage, changes = settings.usage_topic, settings.changes_topic
+    usage, changes, touches = (
+        settings.usage_topic,
+        settings.changes_topic,
+        settings.view_updates_topic,
+    )
     read, write, describe = Operation.READ, Operation.WRITE, Operation.DESCRIBE
     topic, lit = Resource.TOPIC, Pattern.LITERAL
     # The processor's groups are `<processor_group>-g<generation>`: one prefix covers them all.
@@ -78,11 +82,14 @@ def acl_table(settings: Settings) -> list[Acl]:
             (topic, dlq, lit, (write, describe)),
             (topic, usage, lit, (read, describe)),
             (topic, changes, lit, (write, describe)),
+            (topic, touches, lit, (write, describe)),
             (Resource.GROUP, group, Pattern.PREFIXED, (read, describe)),
         ],
-        # Produces events and usage records; its lag probe reads end offsets and committed ones.
+        # Produces events and usage records; its lag probe reads end offsets and committed ones;
+        # its cache follows the touch records (no group: each worker reads from the end).
         "api": [
             (topic, events, lit, (write, describe)),
+            (topic, touches, lit, (read, describe)),
             (topic, usage, lit, (write, describe)),
             (Resource.GROUP, group, Pattern.PREFIXED, (describe,)),
         ],

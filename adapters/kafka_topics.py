@@ -24,8 +24,8 @@ USAGE_TOPIC_CONFIG = {
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the events, dead-letter, usage and changes topics if missing; returns the names
-    created."""
+    """Create the events, dead-letter, usage, changes and view-updates topics if missing;
+    returns the names created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap, **client_options(settings, "admin")
     )
@@ -63,6 +63,16 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 settings.kafka_replication_factor,
                 topic_configs={
                     "retention.ms": str(settings.changes_retention_days * 86_400_000),
+                    "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+                },
+            ),
+            # Followed from its end by live API workers only: an hour covers any reconnect.
+            NewTopic(
+                settings.view_updates_topic,
+                1,
+                settings.kafka_replication_factor,
+                topic_configs={
+                    "retention.ms": str(3_600_000),
                     "min.insync.replicas": str(settings.kafka_min_insync_replicas),
                 },
             ),

@@ -88,9 +88,10 @@ class Settings(BaseSettings):
     # this long without a heartbeat; the broker allows 6-300 s (group.*.session.timeout.ms).
     processor_session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
     tenant_cache_entries: int = Field(default=2_000_000, ge=1000)
-    # Check answers kept per API worker, each valid only while its tenant's applied position
-    # is unchanged (0 turns the cache off).
-    check_cache_entries: int = Field(default=50_000, ge=0, le=5_000_000)
+    # View rows each API worker keeps in its principal cache (ADR 0017), kept exact by the
+    # touch records on view_updates_topic (0 turns the cache off).
+    view_cache_rows: int = Field(default=200_000, ge=0, le=20_000_000)
+    view_updates_topic: str = "permstore.view-updates"
     # Answer ordinary checks without FastAPI's per-request machinery (services/api/fast_lane.py);
     # off sends every check through the route, which gives the same answers more slowly.
     check_fast_lane: bool = True

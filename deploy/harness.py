@@ -36,6 +36,7 @@ def namespace_env(name: str) -> dict[str, str]:
         "PERMSTORE_DLQ_TOPIC": f"permstore.{name}.events.dlq",
         "PERMSTORE_USAGE_TOPIC": f"permstore.{name}.usage",
         "PERMSTORE_CHANGES_TOPIC": f"permstore.{name}.changes",
+        "PERMSTORE_VIEW_UPDATES_TOPIC": f"permstore.{name}.view-updates",
         "PERMSTORE_CASSANDRA_KEYSPACE": f"permstore_{name}",
         "PERMSTORE_PROCESSOR_GROUP": f"permstore-{name}-processor",
     }
@@ -49,6 +50,7 @@ def namespace_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         "dlq_topic": env["PERMSTORE_DLQ_TOPIC"],
         "usage_topic": env.get("PERMSTORE_USAGE_TOPIC", "permstore.usage"),
         "changes_topic": env.get("PERMSTORE_CHANGES_TOPIC", "permstore.changes"),
+        "view_updates_topic": env.get("PERMSTORE_VIEW_UPDATES_TOPIC", "permstore.view-updates"),
         "cassandra_keyspace": env["PERMSTORE_CASSANDRA_KEYSPACE"],
         "processor_group": env["PERMSTORE_PROCESSOR_GROUP"],
     }

@@ -249,6 +249,7 @@ def drop_data(settings: Settings) -> None:
                 settings.dlq_topic,
                 settings.usage_topic,
                 settings.changes_topic,
+                settings.view_updates_topic,
             }
             if names:
                 await admin.delete_topics(sorted(names))

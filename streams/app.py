@@ -71,7 +71,7 @@ class _App(faust.App):
 
 @dataclass
 class ChangePublishing:
-    """Whether this processor publishes its change records to Kafka.
+    """Whether this processor publishes its change records to Kafka (touch records always go).
 
     Only the active generation's processor does: a rebuild's processor stores the same rows
     (idempotent) but must not replay history on the topic. It starts publishing once readers
@@ -137,16 +137,28 @@ def build_app(
                 ],
             )
 
-    async def publish_changes(records: list[tuple[str, bytes]]) -> None:
-        """Send every record, then wait for all acks: the state write follows only then."""
-        if not publishing.enabled:
-            return
-        sent = [
-            await app.producer.send(settings.changes_topic, tenant.encode(), body, None, None, None)
-            for tenant, body in records
+    async def publish_changes(
+        records: list[tuple[str, bytes]], touches: list[tuple[str, bytes]]
+    ) -> None:
+        """Send every change and touch record, then wait for all acks: the state write
+        follows only then.
+
+        Touches go out in every generation: a worker that switches to this one must hear of
+        every piece written after its switch, and workers of other generations ignore them.
+        """
+        send = app.producer.send
+        sent = []
+        if publishing.enabled:
+            sent = [
+                await send(settings.changes_topic, tenant.encode(), body, None, None, None)
+                for tenant, body in records
+            ]
+            metrics.CHANGES_PUBLISHED.inc(len(records))
+        sent += [
+            await send(settings.view_updates_topic, tenant.encode(), body, None, None, None)
+            for tenant, body in touches
         ]
         await asyncio.gather(*sent)
-        metrics.CHANGES_PUBLISHED.inc(len(records))
 
     processor = make_processor(send_dead_letters, publish_changes)
     lanes = TenantLanes(

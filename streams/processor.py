@@ -125,7 +125,9 @@ class BatchProcessor:
                 *(self._project(t, partitions[t], events) for t, events in by_tenant.items())
             )
             # One flush for every tenant of the batch, then each tenant's state and position.
-            await self._writer.write_all([(t, p, effects) for t, p, _, effects in projected])
+            await self._writer.write_all(
+                [(t, p, effects) for t, p, _, effects in projected], publish=self._publish_changes
+            )
         except BaseException:
             # Projection mutates cached states in place: any of them may now be ahead of what
             # was persisted, so forget them all and let the retry reload them.

@@ -7,26 +7,24 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from async_lru import alru_cache
 from cachetools import LRUCache
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
-from prometheus_client import Counter
+from cassandra.query import PreparedStatement
 
 from adapters.cassandra import execute
 from adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
 from adapters.cassandra_layout.schema import ping
 from adapters.cassandra_layout.tables import table
+from adapters.cassandra_layout.view_cache import CACHE_LOOKUPS, FULL_VIEW_ROWS, View, ViewCache
 from permcore.consistency import START, LogPoint
 from permcore.identifiers import patterns_matching
 
 BATCH_CONCURRENCY = 100
 POSITION_CACHE_SECONDS = 0.05
-CACHE_LOOKUPS = Counter(
-    "permstore_view_cache_lookups_total", "Position-checked view cache lookups", ["kind", "result"]
-)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -84,16 +82,13 @@ class ViewReader:
     """Reads one generation of views; never writes (its Cassandra role cannot)."""
 
     def __init__(
-        self, session: Session, keyspace: str, generation: int, cache_entries: int = 0
+        self, session: Session, keyspace: str, generation: int, cache_rows: int = 0
     ) -> None:
         self._session = session
         self.generation = generation
-        self._check_cache: PositionedCache[tuple[str, str, str, str], Rows] = PositionedCache(
-            "check", cache_entries
-        )
-        self._paths_cache: PositionedCache[tuple[str, str], dict[str, str]] = PositionedCache(
-            "paths", max(1, cache_entries // 10) if cache_entries else 0
-        )
+        self.cache = ViewCache(cache_rows)
+        # Principals found too large to hold whole: their misses read only what a check needs.
+        self._large: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=100_000)
         # Positions only move forward, so a slightly old one is still a true lower bound. The
         # checks of a tenant that arrive while its position is being read share that read
         # (a burst of checks used to send one read each).
@@ -106,6 +101,11 @@ class ViewReader:
             f"SELECT pattern, sources FROM {g % 'permissions_by_principal'} "
             "WHERE tenant = ? AND principal = ? AND pattern IN ? AND action = ?"
         )
+        self._view = prep(
+            f"SELECT pattern, action, sources FROM {g % 'permissions_by_principal'} "
+            f"WHERE tenant = ? AND principal = ? LIMIT {FULL_VIEW_ROWS + 1}"
+        )
+        self._view.fetch_size = None
         self._position = prep(
             f"SELECT applied_partition, applied_offset, applied_at FROM {g % 'projector_state'} "
             "WHERE tenant = ? LIMIT 1"
@@ -187,18 +187,12 @@ class ViewReader:
     async def check_rows(
         self, tenant: str, principal: str, resource: str, action: str, point: LogPoint
     ) -> Rows:
-        """The (pattern, sources) rows that could allow: one single-partition read.
+        """The (pattern, sources) rows that could allow: one single-partition read, or none.
 
-        point is the tenant's position read before this call; rows remembered at that same
-        position are served without a read.
+        point is the tenant's position read before this call; the principal's cached entry
+        answers when the cache's rule allows it at that point (view_cache.py).
         """
-        key = (tenant, principal, resource, action)
-        if (rows := self._check_cache.get(key, point)) is not None:
-            return rows
-        patterns = patterns_matching(resource)
-        result = await execute(self._session, self._check, (tenant, principal, patterns, action))
-        rows = compact_rows(result)
-        self._check_cache.put(key, point, rows)
+        [rows] = await self.check_rows_many(tenant, [(principal, resource, action)], point)
         return rows
 
     async def check_rows_many(
@@ -206,28 +200,74 @@ class ViewReader:
     ) -> list[Rows]:
         """check_rows for many (principal, resource, action) items, in order.
 
+        Cassandra is read once per distinct principal: its whole view when small (and with
+        the cache on, or when the batch asks it several questions), else one read per item.
         The driver's concurrent executor runs the reads from one worker thread, so a batch
-        costs one event-loop wake-up instead of one per item.
+        costs one event-loop wake-up instead of one per read.
         """
-        found: list[Rows | None] = [self._check_cache.get((tenant, *item), point) for item in items]
-        missing = [i for i, rows in enumerate(found) if rows is None]
-        if missing:
-            params = [
-                (tenant, items[i][0], patterns_matching(items[i][1]), items[i][2]) for i in missing
-            ]
-            results = await asyncio.to_thread(
-                execute_concurrent_with_args,
-                self._session,
-                self._check,
-                params,
-                concurrency=BATCH_CONCURRENCY,
-                raise_on_first_error=True,
-            )
-            for i, outcome in zip(missing, results, strict=True):
-                rows = compact_rows(outcome.result_or_exc)
-                self._check_cache.put((tenant, *items[i]), point, rows)
-                found[i] = rows
+        cache = self.cache
+        patterns = {resource: patterns_matching(resource) for _, resource, _ in items}
+        found: list[Rows | None] = [None] * len(items)
+        asked: dict[str, list[int]] = {}
+        for i, (principal, _, _) in enumerate(items):
+            asked.setdefault(principal, []).append(i)
+        views_wanted: list[str] = []
+        targeted: list[int] = []
+        for principal, indexes in asked.items():
+            entry = cache.lookup(tenant, principal, point)
+            for i in indexes:
+                _, resource, action = items[i]
+                if entry is not None:
+                    found[i] = entry.rows_for(patterns[resource], resource, action)
+            missing = [i for i in indexes if found[i] is None]
+            if not missing:
+                continue
+            whole = (cache.enabled or len(missing) > 1) and (tenant, principal) not in self._large
+            if whole:
+                views_wanted.append(principal)
+            else:
+                targeted.extend(missing)
+        ticket = cache.ticket()
+        views = await self._read_many(self._view, [(tenant, p) for p in views_wanted])
+        for principal, result in zip(views_wanted, views, strict=True):
+            listed = list(result)
+            if len(listed) > FULL_VIEW_ROWS:
+                self._large[(tenant, principal)] = True
+                targeted.extend(i for i in asked[principal] if found[i] is None)
+                continue
+            view: View = {(r[0], r[1]): tuple(r[2].items()) if r[2] else () for r in listed}
+            cache.store(tenant, principal, point, ticket, view=view)
+            for i in asked[principal]:
+                if found[i] is None:
+                    _, resource, action = items[i]
+                    found[i] = tuple(
+                        (pattern, view[(pattern, action)])
+                        for pattern in sorted(patterns[resource])
+                        if (pattern, action) in view
+                    )
+        reads = [(tenant, items[i][0], patterns[items[i][1]], items[i][2]) for i in targeted]
+        for i, result in zip(targeted, await self._read_many(self._check, reads), strict=True):
+            rows = compact_rows(result)
+            principal, resource, action = items[i]
+            cache.store(tenant, principal, point, ticket, answers={(resource, action): rows})
+            found[i] = rows
         return [rows or () for rows in found]
+
+    async def _read_many(
+        self, statement: PreparedStatement, params: list[tuple[Any, ...]]
+    ) -> list[Iterable[Sequence[Any]]]:
+        """Each parameter tuple's rows: one read in the loop, several from a worker thread."""
+        if len(params) <= 1:
+            return [await execute(self._session, statement, p) for p in params]
+        results = await asyncio.to_thread(
+            execute_concurrent_with_args,
+            self._session,
+            statement,
+            params,
+            concurrency=BATCH_CONCURRENCY,
+            raise_on_first_error=True,
+        )
+        return [outcome.result_or_exc for outcome in results]
 
     async def group_paths(
         self, tenant: str, principals: Iterable[str], point: LogPoint
@@ -236,28 +276,16 @@ class ViewReader:
         paths: dict[str, dict[str, str]] = {}
         missing = []
         for principal in sorted(set(principals)):
-            known = self._paths_cache.get((tenant, principal), point)
-            if known is None:
-                missing.append(principal)
+            entry = self.cache.lookup(tenant, principal, point)
+            if entry is not None and entry.paths is not None:
+                paths[principal] = entry.paths
             else:
-                paths[principal] = known
-        if len(missing) == 1:
-            rows = await execute(self._session, self._paths, (tenant, missing[0]))
-            read = [{r[0]: r[1] for r in rows}]
-        elif missing:
-            results = await asyncio.to_thread(
-                execute_concurrent_with_args,
-                self._session,
-                self._paths,
-                [(tenant, p) for p in missing],
-                concurrency=BATCH_CONCURRENCY,
-                raise_on_first_error=True,
-            )
-            read = [{r[0]: r[1] for r in outcome.result_or_exc} for outcome in results]
-        else:
-            read = []
-        for principal, found in zip(missing, read, strict=True):
-            self._paths_cache.put((tenant, principal), point, found)
+                missing.append(principal)
+        ticket = self.cache.ticket()
+        read = await self._read_many(self._paths, [(tenant, p) for p in missing])
+        for principal, rows in zip(missing, read, strict=True):
+            found = {r[0]: r[1] for r in rows}
+            self.cache.store(tenant, principal, point, ticket, paths=found)
             paths[principal] = found
         return paths
 

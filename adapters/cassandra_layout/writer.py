@@ -27,6 +27,7 @@ from adapters.cassandra_layout.encodings import (
     write_timestamp,
 )
 from adapters.cassandra_layout.tables import table
+from adapters.view_updates import touch_records
 from permcore.changes import bucket_of, change_records
 from permcore.consistency import PROGRESS_KEY
 from permcore.projector import (
@@ -75,8 +76,10 @@ BUSY_RESENDS = Counter(
     "Write batches sent again because the driver's connection to Cassandra was full",
 )
 
-ChangeSink = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
-"""Takes (tenant, record JSON) of every change a write completes, after its rows are stored."""
+ChangeSink = Callable[[list[tuple[str, bytes]], list[tuple[str, bytes]]], Awaitable[None]]
+"""Takes (tenant, record JSON) of every change a write completes and (tenant, touch record) of
+every tenant it wrote (adapters/view_updates.py), after its rows are stored; returns once all
+are acknowledged."""
 
 
 class ViewWriter:
@@ -95,6 +98,7 @@ class ViewWriter:
         self._concurrency = concurrency
         self._months_written: set[tuple[str, int]] = set()
         self._changes_retention = changes_retention_seconds
+        self._generation = generation
         g = table(keyspace, "%s", generation)
         perms, pats, state = (
             g % "permissions_by_principal",
@@ -206,8 +210,8 @@ class ViewWriter:
         publish: ChangeSink | None = None,
     ) -> int:
         """Write the views, audit and change-stream rows of every (tenant, partition, effects),
-        hand the change records to publish once they are all stored, then write each tenant's
-        state with its applied offset; returns the number of statements written.
+        hand the change and touch records to publish once they are all stored, then write each
+        tenant's state with its applied offset; returns the number of statements written.
 
         State and position go last, each in one single-partition batch, so a crash before it
         replays the tenant's events from the old state; the replay writes the same change rows
@@ -237,8 +241,8 @@ class ViewWriter:
         if len(self._months_written) + len(months) > 100_000:
             self._months_written.clear()
         self._months_written |= months
-        if publish is not None and published:
-            await publish(published)
+        if publish is not None:
+            await publish(published, list(touch_records(self._generation, batches)))
         states = []
         for tenant, partition, effects in batches:
             last = effects.last_offset()

@@ -206,7 +206,7 @@ def run(options: Options) -> ScenarioReport:
             )
             runs.append(stack.run_load(load).summary() | {"kind": "batch"})
         # The same loads with the view cache off: every check reads Cassandra.
-        stack.restart_api(PERMSTORE_CHECK_CACHE_ENTRIES="0")
+        stack.restart_api(PERMSTORE_VIEW_CACHE_ROWS="0")
         for kind, path, bodies, concurrency, per_request in (
             ("single", "/v1/check", singles, closed[0], 1),
             ("batch", "/v1/check/batch", batches, batch_conc[-1], 100),

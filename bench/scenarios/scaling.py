@@ -80,7 +80,7 @@ def run(options: Options) -> ScenarioReport:
     by_size: list[JsonDict] = []
     by_depth: list[JsonDict] = []
     # The view cache would answer repeated checks without reading: measure the reads themselves.
-    with Stack("sc", options, api_env={"PERMSTORE_CHECK_CACHE_ENTRIES": "0"}) as stack:
+    with Stack("sc", options, api_env={"PERMSTORE_VIEW_CACHE_ROWS": "0"}) as stack:
         loaded = 0
         for size in sizes:
             step = stack.load([grant_event(i) for i in range(loaded, size)], f"size {size:,}")

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from adapters.cassandra_layout.reader import PositionedCache, ViewReader
 from adapters.settings import Settings
+from adapters.view_updates import TouchFollower
 from permcore.findings import Inventory
 from services.api.errors import ApiError
 from services.api.middleware import RateLimiter
@@ -34,6 +35,8 @@ class Services:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     usage: UsageRecorder | None = None
+    # Keeps the reader's principal cache exact (None: the cache is off).
+    touches: TouchFollower | None = None
     # Tenants' inventories (findings fold the whole log), valid while the position is unchanged.
     inventories: PositionedCache[str, Inventory] = field(
         default_factory=lambda: PositionedCache("inventory", INVENTORY_ENTRIES, Inventory.size)

@@ -30,6 +30,7 @@ from adapters.kafka_lag import LagProbe
 from adapters.kafka_security import client_options
 from adapters.logging import configure_logging
 from adapters.settings import Settings
+from adapters.view_updates import TouchFollower
 from permcore.consistency import PROGRESS_KEY
 from services.api.changes_routes import router as changes_router
 from services.api.deps import Services
@@ -92,6 +93,12 @@ class Readiness:
                     ok = await self._judge_lag(total, checks) and ok
             except Exception as exc:
                 ok, checks["kafka"] = False, f"unreachable ({type(exc).__name__})"
+        touches = self._services.touches
+        if touches is not None:
+            # Informational: without the touch stream checks read Cassandra, still exact.
+            checks["view_cache"] = (
+                "following" if touches.following else "not following (checks read Cassandra)"
+            )
         body: dict[str, Any] = {
             "status": "ready" if ok else "not_ready",
             "checks": checks,
@@ -150,13 +157,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     services = Services(
         settings=settings,
         reader=ViewReader(
-            session, settings.cassandra_keyspace, generation, settings.check_cache_entries
+            session, settings.cassandra_keyspace, generation, settings.view_cache_rows
         ),
         publisher=publisher,
         authenticator=build_authenticator(AuthSettings()),
         rate_limiter=RateLimiter(settings.rate_limit_per_second),
         usage=UsageRecorder(settings),
     )
+    if settings.view_cache_rows:
+        services.touches = TouchFollower(
+            settings, lambda: (services.reader.generation, services.reader.cache)
+        )
     app.state.services = services
     app.state.usage_store = UsageStore(session, settings.cassandra_keyspace)
     app.state.change_store = ChangeStore(session, settings.cassandra_keyspace)
@@ -166,12 +177,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # collector's full passes keeps those pauses, a check's worst latency, short.
     gc.freeze()
     watcher = asyncio.create_task(follow_active_generation(services, session))
+    following = asyncio.create_task(services.touches.run()) if services.touches else None
     assert services.usage is not None
     await services.usage.start()
     try:
         yield
     finally:
         watcher.cancel()
+        if following is not None:
+            following.cancel()
         await services.usage.stop()
         await probe.close()
         await publisher.stop()
@@ -190,7 +204,7 @@ async def follow_active_generation(services: Services, session: Session) -> None
             continue
         if active is not None and active != services.reader.generation:
             reader = await asyncio.to_thread(
-                ViewReader, session, keyspace, active, services.settings.check_cache_entries
+                ViewReader, session, keyspace, active, services.settings.view_cache_rows
             )
             log.info("generation.switched", old=services.reader.generation, new=active)
             services.reader = reader
@@ -251,7 +265,12 @@ def create_app() -> FastAPI:
                     "application/json": {
                         "example": {
                             "status": "ready",
-                            "checks": {"cassandra": "ok", "kafka": "ok", "lag": 3},
+                            "checks": {
+                                "cassandra": "ok",
+                                "kafka": "ok",
+                                "lag": 3,
+                                "view_cache": "following",
+                            },
                             "generation": 1,
                         }
                     }
@@ -269,6 +288,7 @@ def create_app() -> FastAPI:
                                 "kafka": "ok",
                                 "lag": 48213,
                                 "lag_status": "over bound 10000",
+                                "view_cache": "following",
                             },
                             "generation": 1,
                         }

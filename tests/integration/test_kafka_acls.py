@@ -44,6 +44,7 @@ def kafka(test_env: StackEnvironment) -> Settings:
         dlq_topic=env["PERMSTORE_DLQ_TOPIC"],
         usage_topic=env["PERMSTORE_USAGE_TOPIC"],
         changes_topic=env["PERMSTORE_CHANGES_TOPIC"],
+        view_updates_topic=env["PERMSTORE_VIEW_UPDATES_TOPIC"],
         processor_group=env["PERMSTORE_PROCESSOR_GROUP"],
     )
     if settings.kafka_security_protocol == "PLAINTEXT":
@@ -155,6 +156,15 @@ def test_the_change_stream_is_written_by_the_processor_only(kafka: Settings) -> 
         bounded(lambda: produce_as(kafka, "api", kafka.changes_topic))
     with pytest.raises(TopicAuthorizationFailedError):
         bounded(lambda: produce_as(kafka, "publisher", kafka.changes_topic))
+
+
+def test_touch_records_are_written_by_the_processor_only(kafka: Settings) -> None:
+    """A forged touch could make API workers keep a stale answer: only the processor writes."""
+    assert bounded(lambda: produce_as(kafka, "processor", kafka.view_updates_topic)) >= 0
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "api", kafka.view_updates_topic))
+    with pytest.raises(TopicAuthorizationFailedError):
+        bounded(lambda: produce_as(kafka, "publisher", kafka.view_updates_topic))
 
 
 def test_wrong_password_is_refused(kafka: Settings) -> None:

@@ -68,8 +68,8 @@ class FlakyWriter:
                 for seq, record in change_records(tenant, partition, change):
                     self.changes[tenant, change.offset, seq] = record
                     published.append((tenant, orjson.dumps(record)))
-        if publish is not None and published:
-            await publish(published)
+        if publish is not None:
+            await publish(published, [])
         for tenant, _, effects in batches:
             self._of(tenant).write(effects)
         return 0

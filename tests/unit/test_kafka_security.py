@@ -79,8 +79,9 @@ def test_faust_credentials_use_scram(local: Path) -> None:
 
 
 def test_acl_table_is_least_privilege() -> None:
-    """Only the processor reads the log and usage, only it writes the DLQ and the change
-    stream, the API writes events and usage, nobody else gets anything."""
+    """Only the processor reads the log and usage, only it writes the DLQ, the change stream
+    and the touch records, the API writes events and usage and reads the touch records,
+    nobody else gets anything."""
     settings = Settings(events_topic="permstore.x.events", dlq_topic="permstore.x.events.dlq")
     grants = {
         (a.principal.removeprefix("User:permstore_"), a.resource, a.name, a.pattern, a.operation)
@@ -93,10 +94,12 @@ def test_acl_table_is_least_privilege() -> None:
         ("processor", topic, events, lit, Operation.READ),
         ("processor", topic, settings.usage_topic, lit, Operation.READ),
         ("processor", Resource.GROUP, group, Pattern.PREFIXED, Operation.READ),
+        ("api", topic, settings.view_updates_topic, lit, Operation.READ),
     }
     assert {(g[0], g[2]) for g in grants if g[4] == Operation.WRITE} == {
         ("processor", dlq),
         ("processor", settings.changes_topic),
+        ("processor", settings.view_updates_topic),
         ("api", events),
         ("api", settings.usage_topic),
         ("publisher", events),

@@ -197,6 +197,7 @@ def test_the_readiness_examples_are_what_readyz_answers(document: dict[str, Any]
         services = SimpleNamespace(
             reader=SimpleNamespace(generation=example["generation"], ping=ping),
             settings=SimpleNamespace(readiness_max_lag=10_000, group_for=str),
+            touches=SimpleNamespace(following=True),
         )
         probe = SimpleNamespace(lag=lag)
         readiness = Readiness(cast(Services, services), cast(LagProbe, probe))

@@ -40,7 +40,7 @@ def test_lanes_apply_every_tenant_in_order_and_ack_each_record_once(
     writer = FlakyWriter(set(failures))
     published: list[tuple[str, bytes]] = []
 
-    async def publish(records: list[tuple[str, bytes]]) -> None:
+    async def publish(records: list[tuple[str, bytes]], touches: list[tuple[str, bytes]]) -> None:
         published.extend(records)
 
     processor = BatchProcessor(
