@@ -30,6 +30,7 @@ SCENARIOS: dict[str, str] = {
     "console": "bench.scenarios.console_pages",
     "s6": "bench.scenarios.s6_fairness",
     "changes": "bench.scenarios.changes_stream",
+    "s7": "bench.scenarios.s7_cached_checks",
 }
 # Steps with their own stack and report: the scaling of the local 3-node cluster against the
 # single node (bench/cluster_scaling.py; it starts and stops the cluster itself).
