@@ -19,7 +19,13 @@ from adapters.cassandra import execute
 from adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
 from adapters.cassandra_layout.schema import ping
 from adapters.cassandra_layout.tables import table
-from adapters.cassandra_layout.view_cache import CACHE_LOOKUPS, FULL_VIEW_ROWS, View, ViewCache
+from adapters.cassandra_layout.view_cache import (
+    CACHE_LOOKUPS,
+    FULL_VIEW_ROWS,
+    View,
+    ViewCache,
+    rows_in_view,
+)
 from permcore.consistency import START, LogPoint
 from permcore.identifiers import patterns_matching
 
@@ -192,7 +198,12 @@ class ViewReader:
         point is the tenant's position read before this call; the principal's cached entry
         answers when the cache's rule allows it at that point (view_cache.py).
         """
-        [rows] = await self.check_rows_many(tenant, [(principal, resource, action)], point)
+        entry = self.cache.lookup(tenant, principal, point)
+        if entry is not None:
+            rows = entry.rows_for(patterns_matching(resource), resource, action)
+            if rows is not None:
+                return rows
+        [rows] = await self._rows_many(tenant, [(principal, resource, action)], point, False)
         return rows
 
     async def check_rows_many(
@@ -205,6 +216,12 @@ class ViewReader:
         The driver's concurrent executor runs the reads from one worker thread, so a batch
         costs one event-loop wake-up instead of one per read.
         """
+        return await self._rows_many(tenant, items, point, True)
+
+    async def _rows_many(
+        self, tenant: str, items: Sequence[tuple[str, str, str]], point: LogPoint, look: bool
+    ) -> list[Rows]:
+        """check_rows_many; look=False when the caller already found no cached answer."""
         cache = self.cache
         patterns = {resource: patterns_matching(resource) for _, resource, _ in items}
         found: list[Rows | None] = [None] * len(items)
@@ -214,7 +231,7 @@ class ViewReader:
         views_wanted: list[str] = []
         targeted: list[int] = []
         for principal, indexes in asked.items():
-            entry = cache.lookup(tenant, principal, point)
+            entry = cache.lookup(tenant, principal, point) if look else None
             for i in indexes:
                 _, resource, action = items[i]
                 if entry is not None:
@@ -240,11 +257,7 @@ class ViewReader:
             for i in asked[principal]:
                 if found[i] is None:
                     _, resource, action = items[i]
-                    found[i] = tuple(
-                        (pattern, view[(pattern, action)])
-                        for pattern in sorted(patterns[resource])
-                        if (pattern, action) in view
-                    )
+                    found[i] = rows_in_view(view, patterns[resource], action)
         reads = [(tenant, items[i][0], patterns[items[i][1]], items[i][2]) for i in targeted]
         for i, result in zip(targeted, await self._read_many(self._check, reads), strict=True):
             rows = compact_rows(result)

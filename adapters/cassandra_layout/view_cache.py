@@ -63,12 +63,16 @@ class PrincipalEntry:
         """The rows a check of (resource, action) reads, in pattern order, if known."""
         if self.view is None:
             return self.answers.get((resource, action))
-        view = self.view
-        return tuple(
-            (pattern, view[(pattern, action)])
-            for pattern in sorted(patterns)
-            if (pattern, action) in view
-        )
+        return rows_in_view(self.view, patterns, action)
+
+
+def rows_in_view(view: View, patterns: list[str], action: str) -> Rows:
+    """The rows of a whole view that a check of patterns and action reads, in pattern order
+    (the order Cassandra returns a read of them in)."""
+    found = [(pattern, view[key]) for pattern in patterns if (key := (pattern, action)) in view]
+    if len(found) > 1:
+        found.sort()
+    return tuple(found)
 
 
 class _FloorLRU(LRUCache[str, int]):
@@ -183,4 +187,7 @@ def _as_point(point: tuple[int, int]) -> LogPoint:
 
 
 def _covers(known: tuple[int, int] | None, wanted: LogPoint) -> bool:
-    return known is not None and _as_point(known).covers(wanted)
+    """LogPoint.covers on the stored tuple (a hit's hot path: no object is built)."""
+    return known is not None and (
+        wanted.offset < 0 or (known[0] == wanted.partition and known[1] >= wanted.offset)
+    )
