@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from cachetools import LRUCache
 from prometheus_client import Counter
@@ -129,10 +128,18 @@ class ViewCache:
         return None
 
     def store(
-        self, tenant: str, principal: str, point: LogPoint, ticket: int, **known: Any
+        self,
+        tenant: str,
+        principal: str,
+        point: LogPoint,
+        ticket: int,
+        *,
+        view: View | None = None,
+        answers: dict[tuple[str, str], Rows] | None = None,
+        paths: dict[str, str] | None = None,
     ) -> None:
-        """Remember what a read found (view=, answers=, paths=), unless a touch of the tenant
-        arrived since its ticket.
+        """Remember what a read found (the parts given), unless a touch of the tenant arrived
+        since its ticket.
 
         Parts join an entry already held (no touch evicted it), which then claims the older
         of its point and the read's: every part reflects at least that.
@@ -147,13 +154,13 @@ class ViewCache:
             entry.point = here
         elif entry is None or not _covers(here, _as_point(entry.point)):
             entry = PrincipalEntry(here)
-        if "view" in known:
-            entry.view = known["view"]
+        if view is not None:
+            entry.view = view
             entry.answers = {}
-        if "answers" in known and entry.view is None:
-            entry.answers.update(known["answers"])
-        if "paths" in known:
-            entry.paths = known["paths"]
+        if answers is not None and entry.view is None:
+            entry.answers.update(answers)
+        if paths is not None:
+            entry.paths = paths
         if entry.size() > self._entries.maxsize:
             self._entries.pop(key, None)
             return
