@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for the permstore services; docker-compose.yml picks the command:
-#   processor: python -m streams.main
-#   api:       uvicorn services.api.main:app --host 0.0.0.0 --port 8080 (the default below)
-#   one-shot:  python -m deploy.cassandra_roles ..., python -m adapters.bootstrap
+#   processor: python -m permstore.streams.main
+#   api:       uvicorn permstore.services.api.main:app --host 0.0.0.0 --port 8080 (the default below)
+#   one-shot:  python -m permstore.deploy.cassandra_roles ..., python -m permstore.adapters.bootstrap
 # Only the package folders are copied (never .venv/ or .local/, which holds local secrets).
 
 FROM python:3.11-slim AS build
@@ -43,4 +43,4 @@ RUN pip install --no-index --find-links=/wheels permstore permstore-client \
 WORKDIR /app
 USER permstore
 EXPOSE 8080
-CMD ["uvicorn", "services.api.main:app", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["uvicorn", "permstore.services.api.main:app", "--host", "0.0.0.0", "--port", "8080"]

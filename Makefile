@@ -37,7 +37,7 @@ status:
 	@$(PYTHON) deploy/localstack.py status
 
 bootstrap: servers
-	@$(PY) -m adapters.bootstrap
+	@$(PY) -m permstore.adapters.bootstrap
 
 run: servers
 	@$(PY) deploy/run_stack.py

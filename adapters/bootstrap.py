@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout.catalogue import active_generation, create_active, generation_ids
-from adapters.cassandra_layout.schema import (
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout.catalogue import (
+    active_generation,
+    create_active,
+    generation_ids,
+)
+from permstore.adapters.cassandra_layout.schema import (
     ensure_generation,
     grant_least_privilege,
     migrate,
     migrate_audit_layout,
 )
-from adapters.kafka_acls import ensure_acls
-from adapters.kafka_topics import ensure_topics
-from adapters.settings import Settings
+from permstore.adapters.kafka_acls import ensure_acls
+from permstore.adapters.kafka_topics import ensure_topics
+from permstore.adapters.settings import Settings
 
 
 def bootstrap(settings: Settings) -> None:
@@ -47,7 +51,7 @@ def bootstrap(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Entry point: python -m adapters.bootstrap."""
+    """Entry point: python -m permstore.adapters.bootstrap."""
     try:
         bootstrap(Settings())
     except Exception as exc:

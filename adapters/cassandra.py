@@ -26,7 +26,7 @@ from cassandra.policies import (
 )
 from cassandra.query import tuple_factory
 
-from adapters.settings import Settings
+from permstore.adapters.settings import Settings
 
 # Statement kinds and the role whose session runs them: the processor writes views and
 # positions, the API reads them (token checks included), admin runs schema changes.

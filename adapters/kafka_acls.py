@@ -8,8 +8,8 @@ from enum import IntEnum
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
 
 ANY_HOST = "*"
 ALLOW = 3  # AclPermissionType.ALLOW

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
 
 
 class LagProbe:

@@ -7,7 +7,7 @@ from typing import Any
 import faust
 from aiokafka.helpers import create_ssl_context
 
-from adapters.settings import Settings
+from permstore.adapters.settings import Settings
 
 MECHANISM = "SCRAM-SHA-512"
 # admin: topics, ACLs, ops; processor: the faust app; api: the HTTP service; publisher: upstream.

@@ -7,8 +7,8 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
 
 EVENTS_TOPIC_CONFIG = {
     # Recorded time is the broker's append time, so it never goes backwards in a partition.

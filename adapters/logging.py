@@ -9,7 +9,7 @@ import structlog
 from asgi_correlation_id.context import correlation_id
 from structlog.typing import EventDict, WrappedLogger
 
-from adapters.settings import LoggingSettings
+from permstore.adapters.settings import LoggingSettings
 
 
 def add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:

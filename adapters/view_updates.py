@@ -19,11 +19,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter, Gauge
 
-from adapters.cassandra_layout.view_cache import ViewCache
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
-from permcore.consistency import LogPoint
-from permcore.projector import BatchEffects
+from permstore.adapters.cassandra_layout.view_cache import ViewCache
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
+from permstore.core.consistency import LogPoint
+from permstore.core.projector import BatchEffects
 
 PRINCIPALS_PER_RECORD = 2_000
 """Keeps a record far below Kafka's message size limit (a piece touches up to 4,000 rows)."""

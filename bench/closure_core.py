@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from bench.common import RESULTS, say, utc_now
-from permcore.projector import RecordedEvent, project_batch
-from permcore.state import TenantState
-from schemas.events import parse_event
+from permstore.core.projector import RecordedEvent, project_batch
+from permstore.core.state import TenantState
+from permstore.schemas.events import parse_event
 
 TENANT = "bench"
 

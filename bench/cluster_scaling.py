@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.target:
         print(json.dumps(run_target(args.target, args.events, args.seconds)), flush=True)
         return 0
-    from deploy.stack.cluster import cluster_from_env
+    from permstore.deploy.stack.cluster import cluster_from_env
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     single_env = {k: v for k, v in os.environ.items() if k not in cluster_from_env().app_env()}

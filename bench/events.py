@@ -26,8 +26,8 @@ _RUN = f"{int(time.time() * 1000):x}"
 
 def kafka_login(role: str) -> dict[str, Any]:
     """aiokafka keyword arguments for a client logged in as one of our Kafka roles."""
-    from adapters.kafka_security import client_options
-    from adapters.settings import Settings
+    from permstore.adapters.kafka_security import client_options
+    from permstore.adapters.settings import Settings
 
     return client_options(Settings(), role)
 

@@ -80,7 +80,7 @@ async def send_all(
     """Run the app in-process with the namespace's settings and send `bodies` after a warm-up
     (imports, prepared statements, caches), under `profiler` if given; (CPU s, wall s)."""
     os.environ.update(env)
-    from services.api.main import create_app
+    from permstore.services.api.main import create_app
 
     app = create_app()
     async with app.router.lifespan_context(app):

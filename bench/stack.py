@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from adapters.settings import LOCAL_DIR, Settings
 from bench.common import LOGS, REPO, Deadline, JsonDict, say
-from deploy.harness import (
+from permstore.adapters.settings import LOCAL_DIR, Settings
+from permstore.deploy.harness import (
     DEFAULT_KAFKA_BOOTSTRAP,
     ManagedProcess,
     api_command,
@@ -95,7 +95,7 @@ class Namespace:
 
 def drop_namespace(settings: Settings) -> None:
     """Delete a namespace's topics and keyspace (best effort, bounded)."""
-    from services.ops import drop_data
+    from permstore.services.ops import drop_data
 
     try:
         drop_data(settings)
@@ -285,7 +285,7 @@ def latency_delta(before: JsonDict, after: JsonDict) -> JsonDict:
 
 def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
     """A signed token the bench API accepts (dev key in .local/keys)."""
-    from services.auth_settings import AuthSettings, build_issuer
+    from permstore.services.auth_settings import AuthSettings, build_issuer
 
     settings = AuthSettings(keys_dir=LOCAL_DIR / "keys")
     return build_issuer(settings).issue(
@@ -295,7 +295,7 @@ def issue_token(tenant: str = "*", scopes: str = "check,write,audit") -> str:
 
 def wait_lag_zero(settings: Settings, timeout: float, generation: int = 1) -> float:
     """Wait until the processor group has committed every record; returns seconds waited."""
-    from services.ops import wait_caught_up
+    from permstore.services.ops import wait_caught_up
 
     return wait_caught_up(settings, generation, timeout)
 

@@ -229,9 +229,9 @@ def main() -> None:
 def recorder_cpu(decisions: int = 200_000) -> JsonDict:
     """CPU µs per decision of the hot-path append plus the drain that expands it, in process
     (process_time, so other load on the machine inflates it less than wall-clock throughput)."""
-    from adapters.settings import Settings
-    from permcore.decisions import Reason
-    from services.api.usage import UsageRecorder
+    from permstore.adapters.settings import Settings
+    from permstore.core.decisions import Reason
+    from permstore.services.api.usage import UsageRecorder
 
     @dataclasses.dataclass(frozen=True)
     class Item:

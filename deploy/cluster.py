@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.stack.cluster import main
+from permstore.deploy.stack.cluster import main
 
 if __name__ == "__main__":
     sys.exit(main())

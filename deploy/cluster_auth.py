@@ -3,7 +3,7 @@
 Run by `deploy/cluster.py up` with the venv's Python (it needs cassandra-driver), on the first
 node while it is still alone, so the nodes that join next stream the logins with their data:
 
-    python -m deploy.cluster_auth --host 127.0.0.1 --port 19042 --replicas 3
+    python -m permstore.deploy.cluster_auth --host 127.0.0.1 --port 19042 --replicas 3
 
 Logs in as permstore_admin if its password is known and accepted, else as the default
 superuser (which a fresh node creates a moment after it opens its CQL port).
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
-from deploy.cassandra_roles import Login, try_login
-from deploy.localstack import Settings, cassandra_logins
+from permstore.deploy.cassandra_roles import Login, try_login
+from permstore.deploy.localstack import Settings, cassandra_logins
 
 KEYSPACES = ("system_auth", "system_distributed", "system_traces")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from adapters.settings import REPO_ROOT, Settings
+from permstore.adapters.settings import REPO_ROOT, Settings
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -60,12 +60,12 @@ def namespace_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
 
 def bootstrap_command() -> list[str]:
     """Create topics, ACLs, keyspace, migrations and the first generation (idempotent)."""
-    return [sys.executable, "-m", "adapters.bootstrap"]
+    return [sys.executable, "-m", "permstore.adapters.bootstrap"]
 
 
 def processor_command() -> list[str]:
     """The stream processor."""
-    return [sys.executable, "-m", "streams.main"]
+    return [sys.executable, "-m", "permstore.streams.main"]
 
 
 def api_command(port: int, workers: int | None = None, log_level: str | None = None) -> list[str]:
@@ -74,7 +74,7 @@ def api_command(port: int, workers: int | None = None, log_level: str | None = N
         sys.executable,
         "-m",
         "uvicorn",
-        "services.api.main:app",
+        "permstore.services.api.main:app",
         "--host",
         "127.0.0.1",
         "--port",

@@ -2,7 +2,7 @@
 
 Run by `deploy/localstack.py up` with the venv's Python (it needs aiokafka):
 
-    .venv/bin/python -m deploy.kafka_users --timeout 60
+    .venv/bin/python -m permstore.deploy.kafka_users --timeout 60
 
 Each login (permstore_admin, _processor, _api, _publisher) is tried on the client listener; if
 all work, that is all. The refused ones get their SCRAM credential (re)written with an
@@ -38,7 +38,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from deploy.localstack import HOST, Settings, read_password
+from permstore.deploy.localstack import HOST, Settings, read_password
 
 MECHANISM = "SCRAM-SHA-512"
 SCRAM_SHA_512 = 2  # ScramMechanism code in AlterUserScramCredentials

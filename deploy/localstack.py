@@ -27,12 +27,12 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    # Run as a script (`python deploy/localstack.py`): make `deploy.stack` importable.
+    # Run as a script (`python deploy/localstack.py`): make `permstore.deploy.stack` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploy.stack.cassandra import bootstrap_roles, cassandra_logins, start_cassandra
-from deploy.stack.cli import down, env_exports, main, status, up
-from deploy.stack.config import (
+from permstore.deploy.stack.cassandra import bootstrap_roles, cassandra_logins, start_cassandra
+from permstore.deploy.stack.cli import down, env_exports, main, status, up
+from permstore.deploy.stack.config import (
     CASSANDRA_DC,
     DEFAULT_SUPERUSER,
     DEFAULT_SUPERUSER_SECRET,
@@ -42,14 +42,14 @@ from deploy.stack.config import (
     Settings,
     say,
 )
-from deploy.stack.fetch import fetch, find_java
-from deploy.stack.kafka import start_kafka
-from deploy.stack.passwords import (
+from permstore.deploy.stack.fetch import fetch, find_java
+from permstore.deploy.stack.kafka import start_kafka
+from permstore.deploy.stack.passwords import (
     ensure_password,
     read_password,
     write_compose_env_files,
 )
-from deploy.stack.processes import (
+from permstore.deploy.stack.processes import (
     Server,
     Verdict,
     our_pid,

@@ -3,7 +3,7 @@
 Run by `deploy/localstack.py` with the venv's Python; ports and logins come from the same
 PERMSTORE_* settings as localstack's:
 
-    .venv/bin/python -m deploy.readiness kafka cassandra --timeout 5
+    .venv/bin/python -m permstore.deploy.readiness kafka cassandra --timeout 5
 
 prints one JSON object, `{"kafka": {"ready": ..., "answers": ..., "note": ...}, ...}`, and
 exits 0 only if every server asked about is ready. Kafka is ready when a Metadata request,
@@ -31,9 +31,9 @@ from aiokafka.errors import KafkaError, SaslAuthenticationFailed
 from cassandra import OperationTimedOut
 from cassandra.cluster import NoHostAvailable
 
-from deploy.cassandra_roles import try_login
-from deploy.kafka_users import admin_options
-from deploy.localstack import HOST, Settings, Verdict, cassandra_logins
+from permstore.deploy.cassandra_roles import try_login
+from permstore.deploy.kafka_users import admin_options
+from permstore.deploy.localstack import HOST, Settings, Verdict, cassandra_logins
 
 
 def _why(exc: BaseException) -> str:

@@ -12,8 +12,8 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.settings import REPO_ROOT
-from deploy.harness import api_command, bootstrap_command, processor_command
+from permstore.adapters.settings import REPO_ROOT
+from permstore.deploy.harness import api_command, bootstrap_command, processor_command
 
 REPO = REPO_ROOT
 RESTART_DELAY_SECONDS = 2.0
@@ -39,7 +39,7 @@ def _commands(port: int, workers: int) -> dict[str, list[str]]:
 
 
 def _banner(port: int) -> None:
-    from services.auth_settings import AuthSettings, build_issuer
+    from permstore.services.auth_settings import AuthSettings, build_issuer
 
     token = build_issuer(AuthSettings()).issue(
         "user:dev", "*", "check,write,audit,admin", timedelta(hours=12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from permcore.events import (
+from permstore.core.events import (
     EVENT_ADAPTER,
     LATEST_TIME,
     RANGE_RULE,

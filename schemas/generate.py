@@ -1,11 +1,11 @@
-"""Write schemas/event.schema.json from the pydantic models: `python -m schemas.generate`."""
+"""Write schemas/event.schema.json from the models: `python -m permstore.schemas.generate`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from schemas.events import event_json_schema
+from permstore.schemas.events import event_json_schema
 
 SCHEMA_PATH = Path(__file__).with_name("event.schema.json")
 

@@ -27,7 +27,7 @@ from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from permcore import identifiers
+from permstore.core import identifiers
 
 ISSUER: Final = "permstore"
 AUDIENCE: Final = "permstore"

@@ -10,8 +10,8 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from adapters.settings import LOCAL_DIR
-from services.auth import (
+from permstore.adapters.settings import LOCAL_DIR
+from permstore.services.auth import (
     DEV_PUBLIC_KEY_FILE,
     ApiKeyStore,
     Authenticator,

@@ -17,13 +17,13 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout import catalogue
-from adapters.cassandra_layout.inspection import applied_offsets, permission_rows
-from adapters.cassandra_layout.schema import drop_keyspace, ensure_generation, ping
-from adapters.kafka_lag import LagProbe
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout import catalogue
+from permstore.adapters.cassandra_layout.inspection import applied_offsets, permission_rows
+from permstore.adapters.cassandra_layout.schema import drop_keyspace, ensure_generation, ping
+from permstore.adapters.kafka_lag import LagProbe
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 Progress = Callable[[int, int], None]
@@ -148,7 +148,7 @@ def rebuild(
         log_path = settings.logs_dir / f"rebuild-{keyspace}-g{new}.log"
         with log_path.open("ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streams.main"],
+                [sys.executable, "-m", "permstore.streams.main"],
                 cwd=REPO,
                 env=env,
                 stdout=output,
@@ -234,8 +234,8 @@ def drop_data(settings: Settings) -> None:
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from adapters.kafka_acls import drop_acls
-    from adapters.kafka_security import client_options
+    from permstore.adapters.kafka_acls import drop_acls
+    from permstore.adapters.kafka_security import client_options
 
     async def drop_topics() -> None:
         await drop_acls(settings)

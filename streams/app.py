@@ -10,11 +10,11 @@ from typing import Any
 import faust
 import structlog
 
-from adapters.cassandra_layout.writer import ChangeSink
-from adapters.kafka_security import faust_credentials
-from adapters.settings import Settings
-from streams import metrics
-from streams.processor import (
+from permstore.adapters.cassandra_layout.writer import ChangeSink
+from permstore.adapters.kafka_security import faust_credentials
+from permstore.adapters.settings import Settings
+from permstore.streams import metrics
+from permstore.streams.processor import (
     BatchProcessor,
     DeadLetter,
     DeadLetterSink,

@@ -10,14 +10,14 @@ import faust
 import structlog
 from prometheus_client import start_http_server
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
-from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
-from adapters.logging import configure_logging
-from adapters.settings import Settings
-from streams.app import ChangePublishing, build_app
-from streams.processor import BatchProcessor, DeadLetterSink
-from streams.usage_agent import register_usage_agent
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout.catalogue import active_generation, read_active_generation
+from permstore.adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permstore.adapters.logging import configure_logging
+from permstore.adapters.settings import Settings
+from permstore.streams.app import ChangePublishing, build_app
+from permstore.streams.processor import BatchProcessor, DeadLetterSink
+from permstore.streams.usage_agent import register_usage_agent
 
 log = structlog.get_logger("permstore.processor")
 

@@ -15,11 +15,11 @@ import structlog
 from cachetools import LRUCache
 from pydantic import ValidationError
 
-from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
-from permcore.projector import BatchEffects, RecordedEvent, project_batch, project_pieces
-from permcore.state import TenantState
-from schemas.events import Event, parse_event
-from streams import metrics
+from permstore.adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permstore.core.projector import BatchEffects, RecordedEvent, project_batch, project_pieces
+from permstore.core.state import TenantState
+from permstore.schemas.events import Event, parse_event
+from permstore.streams import metrics
 
 log = structlog.get_logger("permstore.processor")
 

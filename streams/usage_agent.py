@@ -11,13 +11,13 @@ import structlog
 from cassandra.cluster import Session
 from prometheus_client import Counter
 
-from adapters.cassandra_layout.usage_writer import (
+from permstore.adapters.cassandra_layout.usage_writer import (
     BadUsageRecordError,
     UsageRecord,
     UsageWriter,
     parse_record,
 )
-from adapters.settings import Settings
+from permstore.adapters.settings import Settings
 
 log = structlog.get_logger("permstore.usage")
 

@@ -61,7 +61,7 @@ def api_url(test_env: StackEnvironment, api_process: ManagedProcess) -> str:
 @pytest.fixture(scope="session")
 def issue_token(test_env: StackEnvironment) -> object:
     """Function issuing a signed token the running API accepts."""
-    from services.auth_settings import AuthSettings, build_issuer
+    from permstore.services.auth_settings import AuthSettings, build_issuer
 
     issuer = build_issuer(AuthSettings())
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from permcore.decisions import Reason, decide_from_rows, is_live, with_chains
-from permcore.identifiers import patterns_matching
-from permcore.projector import (
+from permstore.core.decisions import Reason, decide_from_rows, is_live, with_chains
+from permstore.core.identifiers import patterns_matching
+from permstore.core.projector import (
     REMOVED,
     BatchEffects,
     RecordedEvent,
@@ -22,8 +22,8 @@ from permcore.projector import (
     project_batch,
     to_micros,
 )
-from permcore.state import TenantState
-from schemas.events import parse_event
+from permstore.core.state import TenantState
+from permstore.schemas.events import parse_event
 
 Cell = tuple[str, str, str, str]  # principal, pattern, action, source
 

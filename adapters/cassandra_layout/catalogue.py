@@ -7,8 +7,12 @@ from typing import Any, Literal
 
 from cassandra.cluster import Session
 
-from adapters.cassandra import execute
-from adapters.cassandra_layout.tables import RETIRED_GENERATION_TABLES, generation_tables, table
+from permstore.adapters.cassandra import execute
+from permstore.adapters.cassandra_layout.tables import (
+    RETIRED_GENERATION_TABLES,
+    generation_tables,
+    table,
+)
 
 GenerationState = Literal["building", "ready", "failed", "active", "retired"]
 

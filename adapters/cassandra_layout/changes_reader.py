@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cassandra.cluster import Session
 
-from adapters.cassandra import execute
-from permcore.changes import AFTER_EVENT, bucket_of
+from permstore.adapters.cassandra import execute
+from permstore.core.changes import AFTER_EVENT, bucket_of
 
 
 class ChangeStore:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from cachetools import LRUCache
 
-from adapters.cassandra import execute
-from adapters.cassandra_layout.reader import ViewReader
-from adapters.cassandra_layout.tables import table
-from permcore.projector import MEMBER_KIND, ROLE_KIND
+from permstore.adapters.cassandra import execute
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.adapters.cassandra_layout.tables import table
+from permstore.core.projector import MEMBER_KIND, ROLE_KIND
 
 # Keys are "group\x1fmember"; every key of one group sorts between these two bounds.
 _SEP, _AFTER_SEP = "\x1f", "\x20"

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from permcore.projector import RecordedEvent
-from permcore.replay import dump_state, load_snapshot
-from permcore.state import TenantState
-from schemas.events import (
+from permstore.core.projector import RecordedEvent
+from permstore.core.replay import dump_state, load_snapshot
+from permstore.core.state import TenantState
+from permstore.schemas.events import (
     AddMemberEvent,
     DefineRoleEvent,
     DeleteRoleEvent,

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 
 from cassandra.cluster import Session
 
-from adapters.cassandra_layout.tables import table
+from permstore.adapters.cassandra_layout.tables import table
 
 SCAN_PAGE = 5000
 

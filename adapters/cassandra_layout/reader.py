@@ -15,19 +15,19 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 from cassandra.query import PreparedStatement
 
-from adapters.cassandra import execute
-from adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
-from adapters.cassandra_layout.schema import ping
-from adapters.cassandra_layout.tables import table
-from adapters.cassandra_layout.view_cache import (
+from permstore.adapters.cassandra import execute
+from permstore.adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
+from permstore.adapters.cassandra_layout.schema import ping
+from permstore.adapters.cassandra_layout.tables import table
+from permstore.adapters.cassandra_layout.view_cache import (
     CACHE_LOOKUPS,
     FULL_VIEW_ROWS,
     View,
     ViewCache,
     rows_in_view,
 )
-from permcore.consistency import START, LogPoint
-from permcore.identifiers import patterns_matching
+from permstore.core.consistency import START, LogPoint
+from permstore.core.identifiers import patterns_matching
 
 BATCH_CONCURRENCY = 100
 POSITION_CACHE_SECONDS = 0.05

@@ -7,15 +7,15 @@ import itertools
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
-from adapters.cassandra import execute
-from adapters.cassandra_layout.encodings import write_timestamp
-from adapters.cassandra_layout.tables import (
+from permstore.adapters.cassandra import execute
+from permstore.adapters.cassandra_layout.encodings import write_timestamp
+from permstore.adapters.cassandra_layout.tables import (
     GENERATION_DDL_FILE,
     cql_file_names,
     cql_text,
     table,
 )
-from adapters.settings import Settings
+from permstore.adapters.settings import Settings
 
 
 def migration_files() -> list[tuple[str, str]]:

@@ -9,8 +9,8 @@ from typing import Any
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 
-from adapters.cassandra import execute
-from permcore.findings import SEP, UsageKey
+from permstore.adapters.cassandra import execute
+from permstore.core.findings import SEP, UsageKey
 
 # Day partitions are read this many at a time, so a long window cannot flood the store.
 DAY_READS_AT_ONCE = 64

@@ -17,8 +17,8 @@ from typing import Any
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
-from adapters.cassandra import execute
-from permcore.findings import DAY_US, USAGE_KINDS
+from permstore.adapters.cassandra import execute
+from permstore.core.findings import DAY_US, USAGE_KINDS
 
 MAX_ITEMS = 10_000
 MAX_ITEM_CHARS = 4096

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 from prometheus_client import Counter
 
-from adapters.cassandra_layout.encodings import Rows
-from permcore.consistency import LogPoint
+from permstore.adapters.cassandra_layout.encodings import Rows
+from permstore.core.consistency import LogPoint
 
 FULL_VIEW_ROWS = 128
 """A principal with at most this many view rows is cached whole: any question about it is a hit."""

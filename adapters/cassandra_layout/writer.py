@@ -18,19 +18,19 @@ from cassandra.connection import ConnectionBusy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from prometheus_client import Counter
 
-from adapters.cassandra import execute
-from adapters.cassandra_layout.encodings import (
+from permstore.adapters.cassandra import execute
+from permstore.adapters.cassandra_layout.encodings import (
     ALL_EVENTS_SUBJECT,
     audit_subjects,
     encode_snapshot,
     month_of,
     write_timestamp,
 )
-from adapters.cassandra_layout.tables import table
-from adapters.view_updates import touch_records
-from permcore.changes import bucket_of, change_records
-from permcore.consistency import PROGRESS_KEY
-from permcore.projector import (
+from permstore.adapters.cassandra_layout.tables import table
+from permstore.adapters.view_updates import touch_records
+from permstore.core.changes import bucket_of, change_records
+from permstore.core.consistency import PROGRESS_KEY
+from permstore.core.projector import (
     EVENT_KIND,
     REMOVED,
     STATE_KINDS,
@@ -41,8 +41,8 @@ from permcore.projector import (
     ViewChange,
     load_state,
 )
-from permcore.state import NEVER, TenantState
-from schemas.events import event_to_json
+from permstore.core.state import NEVER, TenantState
+from permstore.schemas.events import event_to_json
 
 MAX_TTL_SECONDS = 20 * 365 * 86_400
 SNAPSHOT_CHUNK_BYTES = 512 * 1024

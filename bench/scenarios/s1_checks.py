@@ -27,7 +27,7 @@ from bench.report import Row, ScenarioReport, figure, save_figure
 from bench.scenario import Options, Stack
 from bench.stack import BenchProcess
 from bench.wrk import run_best, wrk_available
-from deploy.harness import free_port
+from permstore.deploy.harness import free_port
 
 TENANT = "s1"
 USERS, GROUPS, FOLDERS, DOCS_PER_FOLDER = 2000, 100, 20, 25

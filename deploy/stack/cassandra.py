@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from deploy.stack.config import (
+from permstore.deploy.stack.config import (
     CASSANDRA_JAVA17_FLAGS,
     CASSANDRA_MAIN,
     DEFAULT_SUPERUSER,
@@ -18,8 +18,14 @@ from deploy.stack.config import (
     Settings,
     say,
 )
-from deploy.stack.passwords import ensure_password, read_password
-from deploy.stack.processes import launch_detached, port_open, rotate_log, run_in_venv, servers
+from permstore.deploy.stack.passwords import ensure_password, read_password
+from permstore.deploy.stack.processes import (
+    launch_detached,
+    port_open,
+    rotate_log,
+    run_in_venv,
+    servers,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,5 +241,5 @@ def bootstrap_roles(settings: Settings, timeout: float = 120.0) -> None:
     for cred in settings.credentials().values():
         ensure_password(settings, cred)
     args = ("--host", HOST, "--port", str(settings.cassandra_port), "--timeout", str(timeout))
-    if run_in_venv(settings, "deploy.cassandra_roles", *args).returncode != 0:
+    if run_in_venv(settings, "permstore.deploy.cassandra_roles", *args).returncode != 0:
         raise LocalStackError("could not set up the logins (see above)")

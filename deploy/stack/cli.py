@@ -15,12 +15,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from deploy.stack.cassandra import bootstrap_roles, start_cassandra
-from deploy.stack.config import CASSANDRA_DC, HOST, TAIL_LINES, LocalStackError, Settings, say
-from deploy.stack.fetch import ensure_fetched, fetch, find_java
-from deploy.stack.kafka import SASL_MARKER, start_kafka
-from deploy.stack.passwords import ensure_password, write_compose_env_files
-from deploy.stack.processes import (
+from permstore.deploy.stack.cassandra import bootstrap_roles, start_cassandra
+from permstore.deploy.stack.config import (
+    CASSANDRA_DC,
+    HOST,
+    TAIL_LINES,
+    LocalStackError,
+    Settings,
+    say,
+)
+from permstore.deploy.stack.fetch import ensure_fetched, fetch, find_java
+from permstore.deploy.stack.kafka import SASL_MARKER, start_kafka
+from permstore.deploy.stack.passwords import ensure_password, write_compose_env_files
+from permstore.deploy.stack.processes import (
     LogWatch,
     Server,
     find_venv_python,
@@ -205,7 +212,7 @@ def _set_up_kafka_users(settings: Settings, kafka: _Pending, timings: dict[str, 
     say("kafka: checking the logins (permstore_admin, _processor, _api, _publisher)")
     for cred in settings.kafka_credentials().values():
         ensure_password(settings, cred)
-    if run_in_venv(settings, "deploy.kafka_users", "--timeout", "60").returncode != 0:
+    if run_in_venv(settings, "permstore.deploy.kafka_users", "--timeout", "60").returncode != 0:
         raise _fail(kafka, "could not set up the Kafka logins (see above)")
     timings["kafka_logins_s"] = round(time.monotonic() - t_users, 1)
 

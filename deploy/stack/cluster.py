@@ -20,8 +20,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from deploy.stack.cassandra import CassandraNode, _cassandra_command
-from deploy.stack.config import (
+from permstore.deploy.stack.cassandra import CassandraNode, _cassandra_command
+from permstore.deploy.stack.config import (
     CASSANDRA_DC,
     CASSANDRA_MAIN,
     CASSANDRA_READY_LINE,
@@ -32,10 +32,15 @@ from deploy.stack.config import (
     Settings,
     say,
 )
-from deploy.stack.fetch import ensure_fetched, find_java
-from deploy.stack.kafka import KafkaNode, _kafka_command, _new_kafka_cluster_id, format_storage
-from deploy.stack.passwords import ensure_password
-from deploy.stack.processes import (
+from permstore.deploy.stack.fetch import ensure_fetched, find_java
+from permstore.deploy.stack.kafka import (
+    KafkaNode,
+    _kafka_command,
+    _new_kafka_cluster_id,
+    format_storage,
+)
+from permstore.deploy.stack.passwords import ensure_password
+from permstore.deploy.stack.processes import (
     LogWatch,
     Server,
     find_venv_python,
@@ -170,8 +175,8 @@ class Cluster:
                 App(
                     f"processor{i}",
                     port,
-                    (python, "-m", "streams.main"),
-                    "streams.main",
+                    (python, "-m", "permstore.streams.main"),
+                    "permstore.streams.main",
                     self.dir / "procs" / f"processor{i}.pid",
                     self.dir / "logs" / f"processor{i}.log",
                     {**base, "PERMSTORE_PROCESSOR_METRICS_PORT": str(port)},
@@ -179,7 +184,14 @@ class Cluster:
             )
         for i in range(1, self.apis + 1):
             port = API_PORT + i - 1
-            cmd = (python, "-m", "uvicorn", "services.api.main:app", "--host", "127.0.0.1")
+            cmd = (
+                python,
+                "-m",
+                "uvicorn",
+                "permstore.services.api.main:app",
+                "--host",
+                "127.0.0.1",
+            )
             out.append(
                 App(
                     f"api{i}",
@@ -408,7 +420,10 @@ def _up_cassandra(cluster: Cluster, only: Sequence[str] | None, java: Path, vers
             # While the first node is alone: the nodes that join next then stream the logins
             # (the default superuser's row included) with their share of system_auth.
             args = ("--host", node.host, "--port", str(CQL_PORT), "--replicas", str(SIZE))
-            if run_in_venv(cluster.settings, "deploy.cluster_auth", *args).returncode != 0:
+            if (
+                run_in_venv(cluster.settings, "permstore.deploy.cluster_auth", *args).returncode
+                != 0
+            ):
                 raise LocalStackError("could not replicate system_auth (see above)")
             marker.write_text("3\n")
 
@@ -416,14 +431,14 @@ def _up_cassandra(cluster: Cluster, only: Sequence[str] | None, java: Path, vers
 def _set_up_logins_and_schema(cluster: Cluster) -> None:
     first = cluster.nodes[0]
     roles = ("--host", first.host, "--port", str(CQL_PORT), "--timeout", "180")
-    if run_in_venv(cluster.settings, "deploy.cassandra_roles", *roles).returncode != 0:
+    if run_in_venv(cluster.settings, "permstore.deploy.cassandra_roles", *roles).returncode != 0:
         raise LocalStackError("could not set up the Cassandra logins (see above)")
     if cluster.settings.kafka_sasl:
-        users = run_in_venv(cluster.settings, "deploy.kafka_users", "--timeout", "60")
+        users = run_in_venv(cluster.settings, "permstore.deploy.kafka_users", "--timeout", "60")
         if users.returncode != 0:
             raise LocalStackError("could not set up the Kafka logins (see above)")
     boot = dataclasses.replace(cluster.settings, env={**cluster.settings.env, **cluster.app_env()})
-    if run_in_venv(boot, "adapters.bootstrap").returncode != 0:
+    if run_in_venv(boot, "permstore.adapters.bootstrap").returncode != 0:
         raise LocalStackError("adapters.bootstrap failed on the cluster (see above)")
 
 

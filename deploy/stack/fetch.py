@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from deploy.stack.config import (
+from permstore.deploy.stack.config import (
     CASSANDRA_POM,
     CASSANDRA_VERSIONS,
     DEPENDENCY_PLUGIN,
@@ -23,7 +23,7 @@ from deploy.stack.config import (
     Settings,
     say,
 )
-from deploy.stack.processes import our_pid, servers
+from permstore.deploy.stack.processes import our_pid, servers
 
 _JAVA_INSTALL_HINT = (
     "install a Java 17 runtime (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; "

@@ -9,9 +9,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.stack.config import HOST, KAFKA_MAIN, LocalStackError, Settings, say
-from deploy.stack.passwords import ensure_password, write_private
-from deploy.stack.processes import launch_detached, port_open, rotate_log, servers
+from permstore.deploy.stack.config import HOST, KAFKA_MAIN, LocalStackError, Settings, say
+from permstore.deploy.stack.passwords import ensure_password, write_private
+from permstore.deploy.stack.processes import launch_detached, port_open, rotate_log, servers
 
 _SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.stack.config import Credential, Settings, say
+from permstore.deploy.stack.config import Credential, Settings, say
 
 
 def read_password(settings: Settings, cred: Credential) -> str | None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deploy.stack.config import (
+from permstore.deploy.stack.config import (
     CASSANDRA_MAIN,
     CASSANDRA_READY_LINE,
     HOST,
@@ -91,7 +91,7 @@ def probe(settings: Settings, names: Sequence[str], timeout: float = 5.0) -> dic
     try:
         out = run_in_venv(
             settings,
-            "deploy.readiness",
+            "permstore.deploy.readiness",
             *asked,
             f"--timeout={timeout}",
             timeout=8 * timeout + 15,

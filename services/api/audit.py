@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from adapters.cassandra_layout.encodings import decode_snapshot, month_of
-from adapters.cassandra_layout.reader import ViewReader
-from permcore.replay import fold_fields
-from permcore.state import TenantState
+from permstore.adapters.cassandra_layout.encodings import decode_snapshot, month_of
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.core.replay import fold_fields
+from permstore.core.state import TenantState
 
 REPLAY_PAGE = 5000
 

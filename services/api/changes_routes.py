@@ -13,16 +13,14 @@ from fastapi.responses import Response
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 from pydantic import BaseModel, Field
 
-from adapters.cassandra_layout.changes_reader import ChangeStore
-from adapters.cassandra_layout.reader import ViewReader
-from permcore.changes import change_page
-from permcore.consistency import LogPoint, MalformedTokenError, decode_change_point
-from permcore.identifiers import TENANT_RULE, is_tenant
-from services.api.deps import CheckCaller, ServicesDep
-from services.api.errors import ApiError
-from services.api.models import examples
-from services.api.openapi_docs import PAGED_ERRORS, TenantPath
-from services.api.queries import require_valid
+from permstore.adapters.cassandra_layout.changes_reader import ChangeStore
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.core.changes import change_page
+from permstore.core.consistency import LogPoint, MalformedTokenError, decode_change_point
+from permstore.services.api.deps import CheckCaller, ServicesDep
+from permstore.services.api.errors import ApiError
+from permstore.services.api.models import examples
+from permstore.services.api.openapi_docs import PAGED_ERRORS, TenantPath
 
 router = APIRouter(prefix="/v1", tags=["changes"])
 
@@ -173,7 +171,6 @@ async def changes(
     ] = None,
 ) -> Response:
     """Changes after a position: a page (long-polled with `wait`) or an event stream."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     store = change_store(request)
     reader = services.reader
     streaming = "text/event-stream" in request.headers.get("accept", "")

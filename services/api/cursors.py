@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any
 
-from services.api.errors import ApiError
+from permstore.services.api.errors import ApiError
 
 
 def encode_cursor(kind: str, key: list[Any]) -> str:

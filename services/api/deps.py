@@ -9,15 +9,15 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Request
 
-from adapters.cassandra_layout.reader import PositionedCache, ViewReader
-from adapters.settings import Settings
-from adapters.view_updates import TouchFollower
-from permcore.findings import Inventory
-from services.api.errors import ApiError
-from services.api.middleware import RateLimiter
-from services.api.publisher import EventPublisher
-from services.api.usage import UsageRecorder
-from services.auth import AuthenticationError, Authenticator, Caller, Scope
+from permstore.adapters.cassandra_layout.reader import PositionedCache, ViewReader
+from permstore.adapters.settings import Settings
+from permstore.adapters.view_updates import TouchFollower
+from permstore.core.findings import Inventory
+from permstore.services.api.errors import ApiError
+from permstore.services.api.middleware import RateLimiter
+from permstore.services.api.publisher import EventPublisher
+from permstore.services.api.usage import UsageRecorder
+from permstore.services.auth import AuthenticationError, Authenticator, Caller, Scope
 
 log = structlog.get_logger("permstore.api")
 

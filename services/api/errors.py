@@ -62,13 +62,14 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return "".join(parts) or "body"
 
 
+def rule_of(error: Any) -> str:
+    """The rule a pydantic error reports, without pydantic's 'Value error, ' prefix."""
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:
     """Each invalid field with the rule it broke."""
-    details = []
-    for error in errors[:100]:
-        rule = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        details.append({"field": field_path(error.get("loc", ())), "rule": rule})
-    return details
+    return [{"field": field_path(e.get("loc", ())), "rule": rule_of(e)} for e in errors[:100]]
 
 
 STORE_DOWN_ERRORS: tuple[type[Exception], ...] = (

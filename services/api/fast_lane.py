@@ -22,13 +22,18 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.deps import Services, authorize
-from services.api.errors import STORE_DOWN_ERRORS, ApiError, api_error_response, store_down_response
-from services.api.models import BatchCheckRequest, CheckRequest
-from services.api.queries import answer_batch, answer_check
-from services.api.routes import router
-from services.auth import Caller
-from services.auth import Scope as AuthScope
+from permstore.services.api.deps import Services, authorize
+from permstore.services.api.errors import (
+    STORE_DOWN_ERRORS,
+    ApiError,
+    api_error_response,
+    store_down_response,
+)
+from permstore.services.api.models import BatchCheckRequest, CheckRequest
+from permstore.services.api.queries import answer_batch, answer_check
+from permstore.services.api.routes import router
+from permstore.services.auth import Caller
+from permstore.services.auth import Scope as AuthScope
 
 R = TypeVar("R", CheckRequest, BatchCheckRequest)
 LANE_CALLS = Counter(

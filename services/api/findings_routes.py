@@ -9,9 +9,9 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from adapters.cassandra_layout.usage_reader import UsageStore
-from permcore.decisions import micros_to_rfc3339, reasons_from_sources
-from permcore.findings import (
+from permstore.adapters.cassandra_layout.usage_reader import UsageStore
+from permstore.core.decisions import micros_to_rfc3339, reasons_from_sources
+from permstore.core.findings import (
     DENIED,
     FINDING_KINDS,
     PERMISSION,
@@ -20,18 +20,17 @@ from permcore.findings import (
     unused_findings,
     window_days,
 )
-from permcore.identifiers import PRINCIPAL_RULE, TENANT_RULE, is_principal, is_tenant
-from services.api import cursors
-from services.api.deps import AuditCaller, Services, ServicesDep
-from services.api.models import examples
-from services.api.openapi_docs import (
+from permstore.services.api import cursors
+from permstore.services.api.deps import AuditCaller, Services, ServicesDep
+from permstore.services.api.models import examples
+from permstore.services.api.openapi_docs import (
     PAGED_ERRORS,
     Limit,
     PrincipalPath,
     TenantPath,
     cursor_query,
 )
-from services.api.queries import now_micros, require_valid
+from permstore.services.api.queries import now_micros
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 LOG_PAGE = 5000
@@ -205,7 +204,6 @@ async def unused(
     limit: Limit = 100,
 ) -> FindingsPage:
     """Unused grants, memberships and role actions over a window of days, with evidence."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     after = cursors.decode_cursor("unused", cursor, 2)
     now = usage_now(services)
     store = usage_store(request)
@@ -259,8 +257,6 @@ async def principal_usage(
     limit: Limit = 100,
 ) -> PrincipalUsagePage:
     """The principal's effective permissions with last use and uses in the window."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
-    require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
     after = cursors.decode_cursor("usage", cursor, 2) or ["", ""]
     reader = services.reader
     wall = time.time_ns() // 1000

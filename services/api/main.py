@@ -21,33 +21,33 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout.catalogue import active_generation, read_active_generation
-from adapters.cassandra_layout.changes_reader import ChangeStore
-from adapters.cassandra_layout.reader import ViewReader
-from adapters.cassandra_layout.usage_reader import UsageStore
-from adapters.kafka_lag import LagProbe
-from adapters.kafka_security import client_options
-from adapters.logging import configure_logging
-from adapters.settings import Settings
-from adapters.view_updates import TouchFollower
-from permcore.consistency import PROGRESS_KEY
-from services.api.changes_routes import router as changes_router
-from services.api.deps import Services
-from services.api.errors import install_error_handlers
-from services.api.fast_lane import CheckFastLane
-from services.api.findings_routes import router as findings_router
-from services.api.middleware import (
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout.catalogue import active_generation, read_active_generation
+from permstore.adapters.cassandra_layout.changes_reader import ChangeStore
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.adapters.cassandra_layout.usage_reader import UsageStore
+from permstore.adapters.kafka_lag import LagProbe
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.logging import configure_logging
+from permstore.adapters.settings import Settings
+from permstore.adapters.view_updates import TouchFollower
+from permstore.core.consistency import PROGRESS_KEY
+from permstore.services.api.changes_routes import router as changes_router
+from permstore.services.api.deps import Services
+from permstore.services.api.errors import install_error_handlers
+from permstore.services.api.fast_lane import CheckFastLane
+from permstore.services.api.findings_routes import router as findings_router
+from permstore.services.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
     RateLimiter,
     SecurityHeadersMiddleware,
 )
-from services.api.publisher import EventPublisher
-from services.api.routes import router
-from services.api.usage import UsageRecorder
-from services.auth_settings import AuthSettings, build_authenticator
-from services.console.routes import install_console
+from permstore.services.api.publisher import EventPublisher
+from permstore.services.api.routes import router
+from permstore.services.api.usage import UsageRecorder
+from permstore.services.auth_settings import AuthSettings, build_authenticator
+from permstore.services.console.routes import install_console
 
 log = structlog.get_logger("permstore.api")
 

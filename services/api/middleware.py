@@ -12,7 +12,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.api.errors import error_body
+from permstore.services.api.errors import error_body
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 

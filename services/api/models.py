@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from permcore.identifiers import PRINCIPAL_RULE
-from schemas.events import Action, Principal, Resource, Tenant
+from permstore.core.identifiers import PRINCIPAL_RULE
+from permstore.schemas.events import Action, Principal, Resource, Tenant
 
 
 def _no_wildcard(value: str) -> str:

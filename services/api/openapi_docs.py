@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query
 
-from permcore.identifiers import PRINCIPAL_RULE
-from services.api.errors import error_body
-from services.api.models import ErrorResponse
+from permstore.core.identifiers import PRINCIPAL_RULE
+from permstore.schemas.events import Principal, Tenant
+from permstore.services.api.errors import error_body
+from permstore.services.api.models import ErrorResponse
 
 
 def error_example(summary: str, code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -157,14 +158,11 @@ PAGING_TEXT = (
 )
 SCOPE_TEXT = "Needs a bearer token for the tenant with the `{}` scope."
 
-TenantPath = Annotated[str, Path(max_length=63, description="Tenant id", examples=["acme"])]
+# Identifier parameters carry the event models' own annotated types, so a path or query value is
+# held to the same grammar, and refused with the same field and rule, as an event field.
+TenantPath = Annotated[Tenant, Path(description="Tenant id", examples=["acme"])]
 PrincipalPath = Annotated[
-    str,
-    Path(
-        max_length=140,
-        description="user:<id>, service:<id> or group:<id>",
-        examples=["user:alice"],
-    ),
+    Principal, Path(description="user:<id>, service:<id> or group:<id>", examples=["user:alice"])
 ]
 Limit = Annotated[
     int, Query(ge=1, le=1000, description="Page size (default 100, at most 1000)", examples=[100])

@@ -11,16 +11,16 @@ import orjson
 from fastapi import Response
 from pydantic import TypeAdapter, ValidationError
 
-from adapters.cassandra_layout.encodings import principal_subject, resource_subject
-from adapters.cassandra_layout.reader import ViewReader
-from permcore.consistency import (
+from permstore.adapters.cassandra_layout.encodings import principal_subject, resource_subject
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.core.consistency import (
     PROGRESS_KEY,
     LogPoint,
     MalformedTokenError,
     decode_token,
     encode_token,
 )
-from permcore.decisions import (
+from permstore.core.decisions import (
     Reason,
     decide_from_rows,
     decide_from_state,
@@ -28,30 +28,19 @@ from permcore.decisions import (
     reasons_from_sources,
     with_chains,
 )
-from permcore.identifiers import (
-    ACTION_RULE,
-    PRINCIPAL_RULE,
-    RESOURCE_RULE,
-    TENANT_RULE,
-    is_action,
-    is_member_principal,
-    is_pattern,
-    is_principal,
-    is_resource,
-    is_tenant,
-)
-from permcore.projector import to_micros
-from permcore.state import NEVER
-from schemas.events import Timestamp
-from services.api import cursors
-from services.api.audit import state_at
-from services.api.deps import (
+from permstore.core.identifiers import is_member_principal
+from permstore.core.projector import to_micros
+from permstore.core.state import NEVER
+from permstore.schemas.events import Action, Principal, Resource, ResourcePattern, Timestamp
+from permstore.services.api import cursors
+from permstore.services.api.audit import state_at
+from permstore.services.api.deps import (
     Services,
     ensure_tenant,
 )
-from services.api.errors import ApiError
-from services.api.middleware import DECISIONS
-from services.api.models import (
+from permstore.services.api.errors import ApiError, rule_of
+from permstore.services.api.middleware import DECISIONS
+from permstore.services.api.models import (
     AuditCheckResponse,
     AuditEvent,
     AuditEventsPage,
@@ -65,7 +54,7 @@ from services.api.models import (
     ReasonModel,
     TenantFreshness,
 )
-from services.auth import Caller
+from permstore.services.auth import Caller
 
 ALLOWED, DENIED = DECISIONS.labels("true"), DECISIONS.labels("false")
 
@@ -107,11 +96,20 @@ def invalid(field: str, rule: str) -> ApiError:
     )
 
 
-def require_valid(field: str, value: str, ok: bool, rule: str) -> str:
-    """Return value, or raise 422 naming the field."""
-    if not ok:
-        raise invalid(field, rule)
-    return value
+# The event models' annotated types, for identifiers that reach a use case as plain strings
+# (the routes' path and query parameters carry the same types and are checked on decoding).
+PRINCIPAL_ID: TypeAdapter[str] = TypeAdapter(Principal)
+RESOURCE_ID: TypeAdapter[str] = TypeAdapter(Resource)
+PATTERN_ID: TypeAdapter[str] = TypeAdapter(ResourcePattern)
+ACTION_ID: TypeAdapter[str] = TypeAdapter(Action)
+
+
+def require_valid(field: str, kind: TypeAdapter[str], value: str) -> str:
+    """Return value if the identifier type accepts it, else raise 422 naming the field and rule."""
+    try:
+        return kind.validate_python(value)
+    except ValidationError as exc:
+        raise invalid(field, rule_of(exc.errors()[0])) from exc
 
 
 async def view_point(
@@ -236,13 +234,9 @@ def audit_subjects(principal: str | None, resource: str | None) -> list[str]:
     """Audit index keys for the filters; '*' (the whole log) when neither is given."""
     subjects = []
     if principal is not None:
-        require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
         subjects.append(principal_subject(principal))
     if resource is not None:
-        require_valid(
-            "resource", resource, is_pattern(resource), "resource must be a resource or pattern"
-        )
-        subjects.append(resource_subject(resource))
+        subjects.append(resource_subject(require_valid("resource", PATTERN_ID, resource)))
     return subjects
 
 
@@ -250,8 +244,6 @@ async def permissions_page(
     services: Services, tenant: str, principal: str, cursor: str | None, limit: int
 ) -> PermissionsPage:
     """Every effective (resource pattern, action) the principal holds, with reasons."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
-    require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
     after = cursors.decode_cursor("perm", cursor, 2) or ["", ""]
     reader = services.reader
     point = await reader.position(tenant)
@@ -301,12 +293,9 @@ async def who_can(
     limit: int,
 ) -> PrincipalsPage:
     """Every user and service (expanded through groups) that may act on the resource."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     if "*" in resource:
         raise invalid("resource", "who-can names a concrete resource, not a pattern")
-    require_valid("resource", resource, is_resource(resource), RESOURCE_RULE)
-    if action is not None:
-        require_valid("action", action, is_action(action), ACTION_RULE)
+    require_valid("resource", RESOURCE_ID, resource)
     after = cursors.decode_cursor("who", cursor, 2) or ["", ""]
     reader = services.reader
     point = await reader.position(tenant)
@@ -348,7 +337,6 @@ async def who_can(
 
 async def freshness(services: Services, tenant: str) -> TenantFreshness:
     """The newest event applied to the tenant's views and how long ago that was."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     point, applied_at = await services.reader.freshness(tenant)
     _, progress_at = await services.reader.freshness(PROGRESS_KEY)
     return TenantFreshness(
@@ -372,7 +360,6 @@ async def audit_events(
     limit: int,
 ) -> AuditEventsPage:
     """Recorded events naming the principal (as principal, group or member) or the resource."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
     subjects = audit_subjects(principal, resource)
     start, end = parse_time("from", from_), parse_time("to", to)
     after_key = cursors.decode_cursor("audit", cursor, 2, int)
@@ -410,12 +397,9 @@ async def audit_check(
     services: Services, tenant: str, principal: str, resource: str, action: str, at: str
 ) -> AuditCheckResponse:
     """The answer contract section 3 gives at a past time, by replaying the log up to it."""
-    require_valid("tenant", tenant, is_tenant(tenant), TENANT_RULE)
-    require_valid("principal", principal, is_principal(principal), PRINCIPAL_RULE)
     if "*" in resource:
         raise invalid("resource", "a check names a concrete resource, not a pattern")
-    require_valid("resource", resource, is_resource(resource), RESOURCE_RULE)
-    require_valid("action", action, is_action(action), ACTION_RULE)
+    require_valid("resource", RESOURCE_ID, resource)
     moment = parse_time("at", at)
     assert moment is not None
     at_us = to_micros(moment)

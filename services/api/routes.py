@@ -6,18 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from permcore.consistency import LogPoint, encode_token
-from schemas.events import EventBatch, event_to_json
-from services.api import queries
-from services.api.deps import (
+from permstore.core.consistency import LogPoint, encode_token
+from permstore.schemas.events import Action, EventBatch, Principal, event_to_json
+from permstore.services.api import queries
+from permstore.services.api.deps import (
     AuditCaller,
     CheckCaller,
     ServicesDep,
     WriteCaller,
     ensure_tenant,
 )
-from services.api.errors import ApiError
-from services.api.models import (
+from permstore.services.api.errors import ApiError
+from permstore.services.api.models import (
     AuditCheckResponse,
     AuditEventsPage,
     BatchCheckRequest,
@@ -29,7 +29,7 @@ from services.api.models import (
     PrincipalsPage,
     TenantFreshness,
 )
-from services.api.openapi_docs import (
+from permstore.services.api.openapi_docs import (
     BODY_READ_ERRORS,
     PAGED_ERRORS,
     PAGING_TEXT,
@@ -43,7 +43,7 @@ from services.api.openapi_docs import (
     PrincipalsCursor,
     TenantPath,
 )
-from services.api.queries import invalid
+from permstore.services.api.queries import invalid
 
 router = APIRouter(prefix="/v1")
 
@@ -177,8 +177,7 @@ async def who_can(
     caller: CheckCaller,
     services: ServicesDep,
     action: Annotated[
-        str | None,
-        Query(max_length=64, description="Only this action", examples=["read"]),
+        Action | None, Query(description="Only this action", examples=["read"])
     ] = None,
     cursor: PrincipalsCursor = None,
     limit: Limit = 100,
@@ -222,9 +221,8 @@ async def audit_events(
     caller: AuditCaller,
     services: ServicesDep,
     principal: Annotated[
-        str | None,
+        Principal | None,
         Query(
-            max_length=140,
             description="Events naming this principal as grantee, group or member",
             examples=["user:alice"],
         ),
@@ -280,12 +278,8 @@ async def audit_check(
     caller: AuditCaller,
     services: ServicesDep,
     principal: Annotated[
-        str,
-        Query(
-            max_length=140,
-            description="user:<id>, service:<id> or group:<id>",
-            examples=["user:alice"],
-        ),
+        Principal,
+        Query(description="user:<id>, service:<id> or group:<id>", examples=["user:alice"]),
     ],
     resource: Annotated[
         str,
@@ -295,7 +289,7 @@ async def audit_check(
             examples=["doc:acme/eng/spec-1"],
         ),
     ],
-    action: Annotated[str, Query(max_length=64, description="The action", examples=["read"])],
+    action: Annotated[Action, Query(description="The action", examples=["read"])],
     at: Annotated[
         str,
         Query(

@@ -23,10 +23,10 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
-from permcore.decisions import Reason
-from permcore.findings import DAY_US, credits
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
+from permstore.core.decisions import Reason
+from permstore.core.findings import DAY_US, credits
 
 log = structlog.get_logger("permstore.usage")
 

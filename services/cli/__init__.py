@@ -5,6 +5,6 @@ configuration, errors and paging, `render` the tables; `ops`, `tokens`, `finding
 command groups.
 """
 
-from services.cli.commands import app, split_actions
+from permstore.services.cli.commands import app, split_actions
 
 __all__ = ["app", "split_actions"]

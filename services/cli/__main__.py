@@ -1,5 +1,5 @@
-"""`python -m services.cli`: the permstore command."""
+"""`python -m permstore.services.cli`: the permstore command."""
 
-from services.cli import app
+from permstore.services.cli import app
 
 app()

@@ -7,9 +7,16 @@ import json
 import typer
 from permstore_client import RetryPolicy
 
-from services.cli import render
-from services.cli.options import AfterOpt, ChangesLimitOpt, JsonOpt, TenantOpt, TokenOpt, UrlOpt
-from services.cli.support import (
+from permstore.services.cli import render
+from permstore.services.cli.options import (
+    AfterOpt,
+    ChangesLimitOpt,
+    JsonOpt,
+    TenantOpt,
+    TokenOpt,
+    UrlOpt,
+)
+from permstore.services.cli.support import (
     CliConfig,
     emit_json,
     guard,

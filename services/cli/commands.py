@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 from permstore_client import AuditDecision, Decision, Page
 
-from services.cli import changes, dev, findings, render, tokens
-from services.cli import ops as ops_cli
-from services.cli.options import (
+from permstore.services.cli import changes, dev, findings, render, tokens
+from permstore.services.cli import ops as ops_cli
+from permstore.services.cli.options import (
     EVENT,
     ActionArg,
     ActorOpt,
@@ -36,7 +36,7 @@ from services.cli.options import (
     TokenOpt,
     UrlOpt,
 )
-from services.cli.support import (
+from permstore.services.cli.support import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
     EXIT_CODES_HELP,

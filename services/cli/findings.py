@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from services.cli.render import stdout_console
-from services.cli.support import (
+from permstore.services.cli.render import stdout_console
+from permstore.services.cli.support import (
     CliConfig,
     collect,
     emit_json,

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout import catalogue
-from adapters.settings import Settings
-from services import ops
-from services.cli.options import JsonOpt
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout import catalogue
+from permstore.adapters.settings import Settings
+from permstore.services import ops
+from permstore.services.cli.options import JsonOpt
 
 console = Console(stderr=True)
 generations_app = typer.Typer(help="List or drop generations of views.", no_args_is_help=False)

@@ -31,8 +31,8 @@ from permstore_client import (
 )
 from pydantic import BaseModel, ValidationError
 
-from adapters.settings import LoggingSettings
-from permcore.identifiers import is_principal
+from permstore.adapters.settings import LoggingSettings
+from permstore.core.identifiers import is_principal
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT: Final = 30.0

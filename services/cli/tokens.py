@@ -10,7 +10,7 @@ from typing import Annotated, Final, NoReturn
 import typer
 from pydantic import ValidationError
 
-from services.auth import (
+from permstore.services.auth import (
     MAX_TTL,
     SUBJECT_RULE,
     TENANT_RULE,
@@ -20,7 +20,7 @@ from services.auth import (
     is_valid_tenant,
     parse_scopes,
 )
-from services.auth_settings import AuthConfigurationError, AuthSettings, build_issuer
+from permstore.services.auth_settings import AuthConfigurationError, AuthSettings, build_issuer
 
 _TTL_RE: Final = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _TTL_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -12,24 +12,24 @@ from typing import Any, Literal, cast
 
 import orjson
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from adapters.cassandra_layout.directory import Directory, directory_for
-from permcore.consistency import MalformedTokenError, decode_token
-from permcore.findings import FINDING_KINDS
-from schemas.events import EventBatch
-from services.api import findings_routes, routes
-from services.api import queries as api_queries
-from services.api.deps import Services
-from services.api.errors import ApiError, field_path
-from services.api.models import (
+from permstore.adapters.cassandra_layout.directory import Directory, directory_for
+from permstore.core.consistency import MalformedTokenError, decode_token
+from permstore.core.findings import FINDING_KINDS
+from permstore.schemas.events import EventBatch
+from permstore.services.api import findings_routes, routes
+from permstore.services.api import queries as api_queries
+from permstore.services.api.deps import Services
+from permstore.services.api.errors import ApiError, field_path, rule_of
+from permstore.services.api.models import (
     AuditCheckResponse,
     AuditEventsPage,
     CheckRequest,
     PermissionsPage,
     PrincipalsPage,
 )
-from services.auth import Caller, Scope
+from permstore.services.auth import Caller, Scope
 
 
 class InvalidInputError(Exception):
@@ -54,10 +54,25 @@ def _field_errors(exc: ApiError | ValidationError) -> InvalidInputError:
     return InvalidInputError(found)
 
 
+def _require_identifiers(fields: dict[str, tuple[TypeAdapter[str], str | None]]) -> None:
+    """Refuse form values the API's parameter types refuse (each field's rule, all at once)."""
+    found: dict[str, str] = {}
+    for name, (kind, value) in fields.items():
+        if value is None:
+            continue
+        try:
+            kind.validate_python(value)
+        except ValidationError as exc:
+            found[name] = rule_of(exc.errors()[0])
+    if found:
+        raise InvalidInputError(found)
+
+
 async def permissions(
     services: Services, caller: Caller, tenant: str, principal: str, cursor: str | None, limit: int
 ) -> PermissionsPage:
     """A page of the principal's effective permissions with reasons (as GET .../permissions)."""
+    _require_identifiers({"principal": (api_queries.PRINCIPAL_ID, principal)})
     try:
         return await api_queries.permissions_page(services, tenant, principal, cursor, limit)
     except ApiError as exc:
@@ -89,6 +104,7 @@ async def who_can(
     limit: int,
 ) -> PrincipalsPage:
     """A page of who may act on the resource (as GET .../resources/{r}/principals)."""
+    _require_identifiers({"action": (api_queries.ACTION_ID, action)})
     try:
         return await api_queries.who_can(services, tenant, resource, action, cursor, limit)
     except ApiError as exc:
@@ -108,6 +124,7 @@ async def audit_events(
     limit: int,
 ) -> AuditEventsPage:
     """A page of the audit timeline (as GET .../audit/events)."""
+    _require_identifiers({"principal": (api_queries.PRINCIPAL_ID, principal)})
     try:
         return await api_queries.audit_events(
             services, tenant, principal, resource, start, end, cursor, limit
@@ -126,6 +143,12 @@ async def audit_check(
     at: str,
 ) -> AuditCheckResponse:
     """The point-in-time answer (as GET .../audit/check)."""
+    _require_identifiers(
+        {
+            "principal": (api_queries.PRINCIPAL_ID, principal),
+            "action": (api_queries.ACTION_ID, action),
+        }
+    )
     try:
         return await api_queries.audit_check(services, tenant, principal, resource, action, at)
     except ApiError as exc:

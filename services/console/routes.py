@@ -25,13 +25,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from adapters.settings import Settings
-from permcore.identifiers import is_principal, is_tenant, pattern_matches
-from services.api.deps import Services
-from services.auth import AuthenticationError, Caller, Scope, parse_scopes
-from services.console import queries
-from services.console.queries import InvalidInputError
-from services.console.session import (
+from permstore.adapters.settings import Settings
+from permstore.core.identifiers import is_principal, is_tenant, pattern_matches
+from permstore.services.api.deps import Services
+from permstore.services.auth import AuthenticationError, Caller, Scope, parse_scopes
+from permstore.services.console import queries
+from permstore.services.console.queries import InvalidInputError
+from permstore.services.console.session import (
     COOKIE,
     PRE_COOKIE,
     ConsoleSettings,
@@ -40,7 +40,7 @@ from services.console.session import (
     load_secret,
     new_csrf,
 )
-from services.console.views import (
+from permstore.services.console.views import (
     bar_plot,
     describe_event,
     grants_per_week,

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from deploy.stack.cluster import Cluster, cluster_from_env
-from deploy.stack.processes import our_pid
+from permstore.deploy.stack.cluster import Cluster, cluster_from_env
+from permstore.deploy.stack.processes import our_pid
 
 # `make test` collects tests/ as a whole: these need the replicated cluster and take minutes.
 collect_ignore_glob = [] if os.environ.get("PERMSTORE_CLUSTER_TESTS") == "1" else ["test_*.py"]

@@ -24,11 +24,11 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
-from deploy.stack.cluster import Cluster, kill, up
-from deploy.stack.processes import our_pid
-from services.auth_settings import AuthSettings, build_issuer
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
+from permstore.deploy.stack.cluster import Cluster, kill, up
+from permstore.deploy.stack.processes import our_pid
+from permstore.services.auth_settings import AuthSettings, build_issuer
 from tests.e2e.helpers import grant, revoke
 from tests.reference_model import ReferenceModel
 

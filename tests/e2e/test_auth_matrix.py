@@ -17,8 +17,8 @@ import httpx
 import jwt
 import pytest
 
-from services.auth import AUDIENCE, ISSUER, KeyPair, TokenIssuer, load_or_create_dev_keys
-from services.auth_settings import AuthSettings
+from permstore.services.auth import AUDIENCE, ISSUER, KeyPair, TokenIssuer, load_or_create_dev_keys
+from permstore.services.auth_settings import AuthSettings
 from tests.e2e.helpers import (
     TokenFactory,
     assert_error,

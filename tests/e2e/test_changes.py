@@ -14,9 +14,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from permcore.consistency import LogPoint, decode_token, encode_token
-from permcore.decisions import micros_to_rfc3339
-from permcore.projector import to_micros
+from permstore.core.consistency import LogPoint, decode_token, encode_token
+from permstore.core.decisions import micros_to_rfc3339
+from permstore.core.projector import to_micros
 from tests.e2e.helpers import (
     add_member,
     assert_error,

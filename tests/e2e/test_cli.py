@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.cli import app
+from permstore.services.cli import app
 from tests.support.stack import free_port
 
 pytestmark = pytest.mark.e2e

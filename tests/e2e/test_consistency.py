@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from permcore.consistency import LogPoint, decode_token, encode_token
+from permstore.core.consistency import LogPoint, decode_token, encode_token
 from tests.e2e.helpers import (
     TokenFactory,
     add_member,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from cassandra import Unauthorized
 
-from adapters.cassandra import connect
-from adapters.settings import Settings
+from permstore.adapters.cassandra import connect
+from permstore.adapters.settings import Settings
 from tests.support.stack import StackEnvironment
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.cassandra_layout.usage_writer import UsageWriter, parse_record
+from permstore.adapters.cassandra_layout.usage_writer import UsageWriter, parse_record
 from tests.e2e.helpers import (
     TokenFactory,
     add_member,
@@ -365,8 +365,8 @@ def test_replayed_usage_records_count_once(
 ) -> None:
     """The same record delivered twice (two offsets) and folded again by a second writer (a
     replay) is counted once."""
-    from adapters.cassandra import connect
-    from adapters.settings import Settings
+    from permstore.adapters.cassandra import connect
+    from permstore.adapters.settings import Settings
 
     env = test_env.env
     day = (time.time_ns() // 1000 + 40 * DAY * 1_000_000) // (DAY * 1_000_000)
@@ -408,7 +408,7 @@ def test_cli_lists_applies_and_applying_twice_changes_nothing(
     nothing."""
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from permstore.services.cli import app
 
     events = [
         grant(tenant, "user:used", "doc:a", "read"),

@@ -11,14 +11,14 @@ import random
 import orjson
 import pytest
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout.catalogue import drop_generation
-from adapters.cassandra_layout.reader import ViewReader
-from adapters.cassandra_layout.schema import ensure_generation, migrate_audit_layout
-from adapters.cassandra_layout.writer import ViewWriter, Write
-from permcore.projector import RecordedEvent, project_batch
-from permcore.state import TenantState
-from schemas.events import parse_event
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout.catalogue import drop_generation
+from permstore.adapters.cassandra_layout.reader import ViewReader
+from permstore.adapters.cassandra_layout.schema import ensure_generation, migrate_audit_layout
+from permstore.adapters.cassandra_layout.writer import ViewWriter, Write
+from permstore.core.projector import RecordedEvent, project_batch
+from permstore.core.state import TenantState
+from permstore.schemas.events import parse_event
 from tests.integration.test_crash_restart import settings_of
 from tests.support.stack import StackEnvironment
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from permstore_client import PermstoreClient
 
-from deploy.harness import namespace_settings
+from permstore.deploy.harness import namespace_settings
 from tests.integration.test_kafka_acls import produce_as
 from tests.integration.test_pipeline_reference import shift_history
 from tests.reference_model import (

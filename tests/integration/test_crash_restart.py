@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from permstore_client import PermstoreClient
 
-from adapters.settings import Settings
-from deploy.harness import namespace_settings
-from services.ops import wait_caught_up
+from permstore.adapters.settings import Settings
+from permstore.deploy.harness import namespace_settings
+from permstore.services.ops import wait_caught_up
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
 from tests.strategies import histories
 from tests.support.kafka_io import publish_events

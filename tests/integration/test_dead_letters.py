@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from permstore_client import PermstoreClient
 
-from permcore.consistency import LogPoint, encode_token
+from permstore.core.consistency import LogPoint, encode_token
 from tests.strategies import labelled_poison_records
 from tests.support import events
 from tests.support.kafka_io import produce, read_topic

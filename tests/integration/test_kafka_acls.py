@@ -22,8 +22,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
 from tests.support import events
 from tests.support.stack import StackEnvironment
 

@@ -16,9 +16,9 @@ from typing import Any, cast
 import pytest
 from cassandra.cluster import ResponseFuture, Session
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout.catalogue import active_generation
-from adapters.cassandra_layout.reader import POSITION_CACHE_SECONDS, ViewReader
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout.catalogue import active_generation
+from permstore.adapters.cassandra_layout.reader import POSITION_CACHE_SECONDS, ViewReader
 from tests.integration.test_crash_restart import settings_of
 from tests.integration.test_faults import seed
 from tests.support.stack import StackEnvironment

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from adapters.cassandra import connect
-from adapters.cassandra_layout import catalogue
-from adapters.settings import Settings
-from permcore.consistency import START, encode_token
-from services import ops
-from services.ops import wait_caught_up
+from permstore.adapters.cassandra import connect
+from permstore.adapters.cassandra_layout import catalogue
+from permstore.adapters.settings import Settings
+from permstore.core.consistency import START, encode_token
+from permstore.services import ops
+from permstore.services.ops import wait_caught_up
 from tests.integration.test_crash_restart import settings_of
 from tests.support import events
 from tests.support.kafka_io import produce_many

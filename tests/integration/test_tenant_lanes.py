@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from permstore_client import BatchAnswer, PermstoreClient, PermstoreError, PrincipalItem
 
-from permcore.consistency import LogPoint, encode_token
-from services.ops import wait_caught_up
+from permstore.core.consistency import LogPoint, encode_token
+from permstore.services.ops import wait_caught_up
 from tests.integration.test_crash_restart import settings_of
 from tests.integration.test_pipeline_reference import compare_with_reference, shift_history
 from tests.reference_model import ReferenceModel

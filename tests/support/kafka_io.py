@@ -13,9 +13,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from adapters.kafka_security import client_options
-from adapters.settings import Settings
-from permcore.consistency import LogPoint, encode_token
+from permstore.adapters.kafka_security import client_options
+from permstore.adapters.settings import Settings
+from permstore.core.consistency import LogPoint, encode_token
 
 
 def login(bootstrap: str, role: str) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from adapters.settings import LOCAL_DIR, REPO_ROOT
-from deploy import harness
-from deploy.harness import free_port, wait_ready
+from permstore.adapters.settings import LOCAL_DIR, REPO_ROOT
+from permstore.deploy import harness
+from permstore.deploy.harness import free_port, wait_ready
 
 REPO = REPO_ROOT
 LOGS = LOCAL_DIR / "logs" / "tests"
@@ -77,7 +77,7 @@ def start_servers() -> StackEnvironment:
 
 def drop_test_data(env: dict[str, str]) -> None:
     """Start each session from an empty test topic and keyspace, so comparisons are exact."""
-    from services.ops import drop_data
+    from permstore.services.ops import drop_data
 
     drop_data(harness.namespace_settings(env))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from permcore.decisions import Reason
-from services.api.models import BatchCheckResponse, CheckResponse
-from services.api.queries import batch_payload, check_payload, json_response
+from permstore.core.decisions import Reason
+from permstore.services.api.models import BatchCheckResponse, CheckResponse
+from permstore.services.api.queries import batch_payload, check_payload, json_response
 
 DIRECT = Reason("user:al", "user:al", "doc:a/*", "role:editor", 1_800_000_000_000_000)
 GROUP = Reason("user:al", "group:org", "doc:*", "read", 0, ("group:team", "group:org"))

@@ -17,8 +17,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from services import auth
-from services.auth import (
+from permstore.services import auth
+from permstore.services.auth import (
     ApiKeyStore,
     AuthenticationError,
     Authenticator,
@@ -32,8 +32,8 @@ from services.auth import (
     load_or_create_dev_keys,
     load_verification_keys,
 )
-from services.auth_settings import AuthSettings, build_authenticator, build_issuer
-from services.cli.tokens import parse_ttl, token_app
+from permstore.services.auth_settings import AuthSettings, build_authenticator, build_issuer
+from permstore.services.cli.tokens import parse_ttl, token_app
 
 HOUR = timedelta(hours=1)
 

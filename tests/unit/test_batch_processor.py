@@ -17,11 +17,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
-from permcore.changes import change_records
-from permcore.projector import BatchEffects
-from permcore.state import TenantState
-from streams.processor import BatchProcessor, DeadLetter, RawRecord, handle_with_retry
+from permstore.adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permstore.core.changes import change_records
+from permstore.core.projector import BatchEffects
+from permstore.core.state import TenantState
+from permstore.streams.processor import BatchProcessor, DeadLetter, RawRecord, handle_with_retry
 from tests.projection_sim import SimulatedViews, project_all, recorded
 from tests.strategies import histories, recorded_times, write_failures
 

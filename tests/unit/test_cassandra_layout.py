@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from adapters.cassandra_layout.encodings import (
+from permstore.adapters.cassandra_layout.encodings import (
     audit_subjects,
     decode_snapshot,
     encode_snapshot,
@@ -14,11 +14,11 @@ from adapters.cassandra_layout.encodings import (
     resource_subject,
     write_timestamp,
 )
-from adapters.cassandra_layout.schema import generation_ddl
-from adapters.cassandra_layout.tables import generation_tables, table
-from permcore.projector import RecordedEvent
-from permcore.state import TenantState
-from schemas.events import AddMemberEvent, DefineRoleEvent, Event, GrantEvent
+from permstore.adapters.cassandra_layout.schema import generation_ddl
+from permstore.adapters.cassandra_layout.tables import generation_tables, table
+from permstore.core.projector import RecordedEvent
+from permstore.core.state import TenantState
+from permstore.schemas.events import AddMemberEvent, DefineRoleEvent, Event, GrantEvent
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT = REPO / "adapters" / "cassandra_layout"

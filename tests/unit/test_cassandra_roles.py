@@ -5,7 +5,7 @@ from __future__ import annotations
 from cassandra import AuthenticationFailed
 from cassandra.cluster import NoHostAvailable
 
-from deploy.cassandra_roles import _auth_refused
+from permstore.deploy.cassandra_roles import _auth_refused
 
 
 def test_auth_refused_reads_causes_by_host() -> None:

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from permcore.changes import AFTER_EVENT, ChangeTracker, EventChanges, change_page
-from permcore.consistency import START, LogPoint, decode_change_point
-from permcore.projector import ViewChange, project_pieces, to_micros
-from permcore.state import NEVER, TenantState
-from schemas.events import parse_event
+from permstore.core.changes import AFTER_EVENT, ChangeTracker, EventChanges, change_page
+from permstore.core.consistency import START, LogPoint, decode_change_point
+from permstore.core.projector import ViewChange, project_pieces, to_micros
+from permstore.core.state import NEVER, TenantState
+from permstore.schemas.events import parse_event
 from tests.projection_sim import recorded
 from tests.reference_model import ReferenceState, apply_event, effective_rows
 from tests.strategies import histories, recorded_times, universe

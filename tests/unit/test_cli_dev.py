@@ -8,13 +8,13 @@ import time
 
 import httpx
 
-from deploy.harness import free_port
+from permstore.deploy.harness import free_port
 
 
 def test_permstore_dev_serves_grants_and_checks() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "permstore.services.cli", "dev", "--port", str(port)],
         stderr=subprocess.PIPE,
         text=True,
     )

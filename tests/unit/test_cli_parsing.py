@@ -19,8 +19,8 @@ import structlog
 from permstore_client import Page, PrincipalItem
 from typer.testing import CliRunner, Result
 
-from services.cli import app, split_actions
-from services.cli.support import (
+from permstore.services.cli import app, split_actions
+from permstore.services.cli.support import (
     CliConfig,
     ExitCode,
     collect,
@@ -479,7 +479,7 @@ WHO = [{"principal": f"user:u{i}", "action": "read", "reasons": [REASON]} for i 
 
 
 def test_who_can_follows_every_page(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.cli.support.MAX_PAGE", 2)
+    monkeypatch.setattr("permstore.services.cli.support.MAX_PAGE", 2)
     api.handler = paged("principals", WHO)
     result = run("--json", "who-can", "doc:acme/eng/spec-1", "--action", "read")
     assert result.exit_code == 0, result.output
@@ -517,7 +517,7 @@ def test_who_can_for_people_is_a_table(api: FakeApi) -> None:
 def test_permissions_encode_the_principal_and_follow_pages(
     api: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("services.cli.support.MAX_PAGE", 1)
+    monkeypatch.setattr("permstore.services.cli.support.MAX_PAGE", 1)
     items = [
         {"resource": "doc:acme/*", "action": a, "reasons": [REASON], "expires_at": None}
         for a in ("read", "write")
@@ -574,7 +574,7 @@ def test_history_defaults_to_100_events_and_passes_filters(api: FakeApi) -> None
 
 
 def test_history_limit_follows_cursors(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.cli.support.MAX_PAGE", 2)
+    monkeypatch.setattr("permstore.services.cli.support.MAX_PAGE", 2)
     api.handler = paged("events", EVENTS, with_token=False)
     limited = json.loads(run("--json", "history", "--limit", "3").stdout)
     assert limited["events"] == EVENTS[:3]

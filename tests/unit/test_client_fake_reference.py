@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from permstore_client.testing import InMemoryPermstore, fake_client
 
-from permcore.projector import to_micros
+from permstore.core.projector import to_micros
 from tests.reference_model import ReferenceModel
 from tests.strategies import BASE, EXPIRY_OFFSETS, histories, recorded_times, universe
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from permcore.closure import Closure, PathDelta
-from permcore.state import TenantState, chain_to
+from permstore.core.closure import Closure, PathDelta
+from permstore.core.state import TenantState, chain_to
 from tests.reference_model import ReferenceState, is_membership_chain, subjects_of
 
 NODES = ["user:a", "user:b", "group:a", "group:b", "group:c", "group:d", "group:e", "group:f"]

@@ -12,16 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from schemas.events import EventBatch
-from services.console.queries import _field_errors
-from services.console.routes import templates
-from services.console.session import (
+from permstore.schemas.events import EventBatch
+from permstore.services.console.queries import _field_errors
+from permstore.services.console.routes import templates
+from permstore.services.console.session import (
     ConsoleSettings,
     SessionCodec,
     SessionData,
     load_secret,
 )
-from services.console.views import (
+from permstore.services.console.views import (
     WEEK,
     bar_plot,
     describe_event,
@@ -262,7 +262,7 @@ def proxied_request(client: str, headers: dict[str, str]) -> Any:
 
 
 def test_proxy_identity_is_off_by_default_and_trusted_only_from_the_proxy() -> None:
-    from services.console.routes import _proxy_caller
+    from permstore.services.console.routes import _proxy_caller
 
     header = {"X-Forwarded-Email": "alice@example.com"}
     assert _proxy_caller(proxied_request("127.0.0.1", header), ConsoleSettings()) is None

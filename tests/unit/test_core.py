@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from permcore.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
-from permcore.decisions import decide_from_rows, micros_to_rfc3339
-from permcore.identifiers import is_pattern, is_resource, pattern_matches, patterns_matching
+from permstore.core.consistency import LogPoint, MalformedTokenError, decode_token, encode_token
+from permstore.core.decisions import decide_from_rows, micros_to_rfc3339
+from permstore.core.identifiers import is_pattern, is_resource, pattern_matches, patterns_matching
 
 SEGMENT = st.text("ab.-_@9", min_size=1, max_size=4)
 

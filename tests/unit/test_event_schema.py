@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from pydantic import ValidationError
 
-from schemas.events import parse_event
-from schemas.generate import SCHEMA_PATH, render
+from permstore.schemas.events import parse_event
+from permstore.schemas.generate import SCHEMA_PATH, render
 from tests.strategies import histories, labelled_poison_records
 
 
 def test_checked_in_schema_matches_models() -> None:
     """Publishers validate against the file; it must be regenerated with the models."""
-    assert SCHEMA_PATH.read_text() == render(), "run: python -m schemas.generate"
+    assert SCHEMA_PATH.read_text() == render(), "run: python -m permstore.schemas.generate"
 
 
 @settings(max_examples=300)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from permstore_client.testing import InMemoryPermstore, mock_transport
 
-from permcore.projector import to_micros
-from permcore.state import NEVER
+from permstore.core.projector import to_micros
+from permstore.core.state import NEVER
 from tests.reference_model import parse_time
 from tests.strategies import histories
 from tests.unit.test_changes import expected_changes

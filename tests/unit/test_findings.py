@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from permcore.decisions import Reason
-from permcore.findings import (
+from permstore.core.decisions import Reason
+from permstore.core.findings import (
     DAY_US,
     credits,
     fold_inventory,

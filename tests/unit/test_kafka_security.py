@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters.kafka_acls import Operation, Pattern, Resource, acl_table
-from adapters.kafka_security import KafkaLoginError, client_options, faust_credentials
-from adapters.settings import Settings
+from permstore.adapters.kafka_acls import Operation, Pattern, Resource, acl_table
+from permstore.adapters.kafka_security import KafkaLoginError, client_options, faust_credentials
+from permstore.adapters.settings import Settings
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from asgi_correlation_id.context import correlation_id
 
-from adapters.logging import add_request_id
+from permstore.adapters.logging import add_request_id
 
 
 def test_request_id_is_added_inside_a_request_only() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from streams import metrics
+from permstore.streams import metrics
 
 
 def test_freshness_series_are_bounded() -> None:
@@ -57,7 +57,7 @@ def test_requests_to_a_mounted_app_are_labelled_by_its_prefix(tmp_path: Path) ->
     from fastapi.staticfiles import StaticFiles
     from fastapi.testclient import TestClient
 
-    from services.api.middleware import REQUESTS, MetricsMiddleware
+    from permstore.services.api.middleware import REQUESTS, MetricsMiddleware
 
     (tmp_path / "site.css").write_text("body {}")
     app = FastAPI()

@@ -20,11 +20,11 @@ import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 
-from adapters.kafka_lag import LagProbe
-from permcore import events
-from services.api import models
-from services.api.deps import Services
-from services.api.main import Readiness, create_app
+from permstore.adapters.kafka_lag import LagProbe
+from permstore.core import events
+from permstore.services.api import models
+from permstore.services.api.deps import Services
+from permstore.services.api.main import Readiness, create_app
 
 # Contract section 4: these answer without a token and outside /v1, so the API's error
 # conventions (401/403/429 and the error body) do not apply to them.

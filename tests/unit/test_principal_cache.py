@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.view_cache import ViewCache
-from permcore.consistency import LogPoint
+from permstore.adapters.cassandra_layout.view_cache import ViewCache
+from permstore.core.consistency import LogPoint
 
 TENANT = "t"
 PRINCIPALS = ["a", "b", "c"]

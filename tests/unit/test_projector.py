@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from permcore.decisions import decide_from_state
-from permcore.projector import project_batch, project_pieces, to_micros
-from permcore.replay import dump_state, fold_event, load_snapshot
-from permcore.state import TenantState
-from schemas.events import parse_event
+from permstore.core.decisions import decide_from_state
+from permstore.core.projector import project_batch, project_pieces, to_micros
+from permstore.core.replay import dump_state, fold_event, load_snapshot
+from permstore.core.state import TenantState
+from permstore.schemas.events import parse_event
 from tests.projection_sim import SimulatedViews, project_all, recorded
 from tests.reference_model import ReferenceModel, ReferenceState, is_membership_chain
 from tests.strategies import BASE, EXPIRY_OFFSETS, histories, recorded_times, universe

@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import Any, cast
 
-from adapters.settings import Settings
-from permcore.consistency import PROGRESS_KEY, LogPoint
-from services.api.deps import Services
-from services.api.main import PROGRESS_STALL_SECONDS, Readiness
+from permstore.adapters.settings import Settings
+from permstore.core.consistency import PROGRESS_KEY, LogPoint
+from permstore.services.api.deps import Services
+from permstore.services.api.main import PROGRESS_STALL_SECONDS, Readiness
 
 
 class StampReader:

@@ -10,12 +10,12 @@ from cassandra import ConsistencyLevel, OperationTimedOut
 from cassandra.query import SimpleStatement
 from pydantic import ValidationError
 
-from adapters.cassandra import consistency_for, execute
-from adapters.settings import Settings
-from deploy.stack.cassandra import CassandraNode, _cassandra_yaml
-from deploy.stack.cluster import cluster_from_env
-from deploy.stack.config import Settings as StackSettings
-from deploy.stack.kafka import KafkaNode, _kafka_properties
+from permstore.adapters.cassandra import consistency_for, execute
+from permstore.adapters.settings import Settings
+from permstore.deploy.stack.cassandra import CassandraNode, _cassandra_yaml
+from permstore.deploy.stack.cluster import cluster_from_env
+from permstore.deploy.stack.config import Settings as StackSettings
+from permstore.deploy.stack.kafka import KafkaNode, _kafka_properties
 
 
 def _props(text: str) -> dict[str, str]:

@@ -16,10 +16,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.writer import ChangeSink, ViewWriter
-from permcore.projector import BatchEffects, to_micros
-from permcore.state import NEVER
-from streams.processor import BatchProcessor, RawRecord, TenantLanes
+from permstore.adapters.cassandra_layout.writer import ChangeSink, ViewWriter
+from permstore.core.projector import BatchEffects, to_micros
+from permstore.core.state import NEVER
+from permstore.streams.processor import BatchProcessor, RawRecord, TenantLanes
 from tests.projection_sim import SimulatedViews, project_all, recorded
 from tests.reference_model import parse_time
 from tests.strategies import histories, recorded_times, write_failures

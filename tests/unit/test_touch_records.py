@@ -7,11 +7,22 @@ from typing import cast
 import orjson
 import pytest
 
-from adapters.cassandra_layout.view_cache import ViewCache
-from adapters.view_updates import PRINCIPALS_PER_RECORD, apply_touch, decode_touch, touch_records
-from permcore.consistency import LogPoint
-from permcore.events import Event
-from permcore.projector import BatchEffects, EventEffects, PathChange, RecordedEvent, ViewChange
+from permstore.adapters.cassandra_layout.view_cache import ViewCache
+from permstore.adapters.view_updates import (
+    PRINCIPALS_PER_RECORD,
+    apply_touch,
+    decode_touch,
+    touch_records,
+)
+from permstore.core.consistency import LogPoint
+from permstore.core.events import Event
+from permstore.core.projector import (
+    BatchEffects,
+    EventEffects,
+    PathChange,
+    RecordedEvent,
+    ViewChange,
+)
 
 
 def effects(principals: list[str], paths: list[str], offset: int | None) -> BatchEffects:

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from adapters.settings import Settings
-from permcore.decisions import Reason
-from permcore.findings import DAY_US
-from services.api.usage import DROPPED, UsageRecorder
+from permstore.adapters.settings import Settings
+from permstore.core.decisions import Reason
+from permstore.core.findings import DAY_US
+from permstore.services.api.usage import DROPPED, UsageRecorder
 
 
 @dataclass(frozen=True)

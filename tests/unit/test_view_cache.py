@@ -9,10 +9,10 @@ from cassandra.util import OrderedMapSerializedKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.cassandra_layout.encodings import Rows, compact_rows
-from adapters.cassandra_layout.reader import PositionedCache
-from permcore.consistency import LogPoint
-from permcore.decisions import decide_from_rows
+from permstore.adapters.cassandra_layout.encodings import Rows, compact_rows
+from permstore.adapters.cassandra_layout.reader import PositionedCache
+from permstore.core.consistency import LogPoint
+from permstore.core.decisions import decide_from_rows
 
 
 def test_entry_is_served_only_at_the_position_it_was_read() -> None:

@@ -524,12 +524,7 @@ class ContractHandler:
         if principal is not None:
             _require("principal", principal, ids.is_principal(principal), ids.PRINCIPAL_RULE)
         if resource is not None:
-            _require(
-                "resource",
-                resource,
-                ids.is_pattern(resource),
-                "resource must be a resource or pattern",
-            )
+            _require("resource", resource, ids.is_pattern(resource), ids.PATTERN_RULE)
         start, end = _time(params, "from"), _time(params, "to")
         limit = _limit(params)
         after = decode_cursor("audit", params.get("cursor"))
