@@ -20,7 +20,6 @@ from permstore.services.cli.options import (
     ActorOpt,
     CursorOpt,
     GroupArg,
-    JsonOpt,
     MemberArg,
     PatternArg,
     PermissionArg,
@@ -32,28 +31,23 @@ from permstore.services.cli.options import (
     RootTimeoutOpt,
     RootTokenOpt,
     RootUrlOpt,
-    TenantOpt,
-    TokenOpt,
-    UrlOpt,
 )
 from permstore.services.cli.support import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
     EXIT_CODES_HELP,
+    ApiCall,
     CliConfig,
     ExitCode,
     Listing,
+    api_command,
     collect,
     configure_cli_logging,
     emit_json,
-    guard,
     new_event,
     note,
-    open_client,
     plain,
-    require_tenant,
     resolve_actor,
-    root_config,
     usage_error,
 )
 
@@ -99,27 +93,27 @@ def main(
     ctx.obj = CliConfig(url=url, token=token, tenant=tenant, as_json=as_json, timeout=timeout)
 
 
-def _config(
-    ctx: typer.Context, url: str | None, token: str | None, tenant: str | None, as_json: bool
-) -> CliConfig:
-    return root_config(ctx).merged(url=url, token=token, tenant=tenant, as_json=as_json)
-
-
-def _written(cfg: CliConfig, token: str, summary: str, event: dict[str, Any]) -> None:
-    """A write's consistency token alone on stdout (or JSON); what was done on stderr."""
-    if cfg.as_json:
-        emit_json({"token": token, **{k: v for k, v in event.items() if v is not None}})
+def _publish(
+    call: ApiCall, kind: str, summary: str, fields: dict[str, Any], hidden: tuple[str, ...]
+) -> None:
+    """Publish one event of kind; print its consistency token alone on stdout (with --json, the
+    token and the fields not hidden), and what was done on stderr."""
+    event = new_event(call.cfg, call.client, kind, call.tenant, **fields)
+    written = call.client.publish([event]).token
+    if call.cfg.as_json:
+        shown = {k: v for k, v in fields.items() if k not in hidden and v is not None}
+        emit_json({"token": written, "type": kind, "tenant": call.tenant, **shown})
     else:
-        typer.echo(token)
-        note(summary)
+        typer.echo(written)
+        note(f"{summary} (tenant {call.tenant})")
 
 
 # --------------------------------------------------------------------------- writes
 
 
-@app.command("grant")
+@api_command(app, "grant")
 def grant(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: PrincipalArg,
     resource: PatternArg,
     permission: PermissionArg,
@@ -134,164 +128,81 @@ def grant(
     ] = None,
     actor: ActorOpt = None,
     reason: ReasonOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Grant PERMISSION on RESOURCE to PRINCIPAL; print the consistency token.
 
     Pass the token to `check --at-least` to read your own write.
     """
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
-        with open_client(cfg) as client:
-            event = new_event(
-                cfg,
-                client,
-                "grant",
-                tenant_id,
-                principal=principal,
-                resource=resource,
-                permission=permission,
-                expires_at=expires_at,
-                actor=who,
-                reason=reason,
-            )
-            written = client.publish([event]).token
-        until = f" until {expires_at}" if expires_at else ""
-        _written(
-            cfg,
-            written,
-            f"granted {permission} on {resource} to {principal}{until} (tenant {tenant_id})",
-            {
-                "type": "grant",
-                "tenant": tenant_id,
-                "principal": principal,
-                "resource": resource,
-                "permission": permission,
-                "expires_at": expires_at,
-                "actor": who,
-            },
-        )
+    who = resolve_actor(call.cfg, actor)
+    until = f" until {expires_at}" if expires_at else ""
+    _publish(
+        call,
+        "grant",
+        f"granted {permission} on {resource} to {principal}{until}",
+        {
+            "principal": principal,
+            "resource": resource,
+            "permission": permission,
+            "expires_at": expires_at,
+            "actor": who,
+            "reason": reason,
+        },
+        hidden=("reason",),
+    )
 
 
-@app.command("revoke")
+@api_command(app, "revoke")
 def revoke(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: PrincipalArg,
     resource: PatternArg,
     permission: PermissionArg,
     actor: ActorOpt = None,
     reason: ReasonOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Revoke the grant (PRINCIPAL, RESOURCE, PERMISSION); print the consistency token."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
-        with open_client(cfg) as client:
-            event = new_event(
-                cfg,
-                client,
-                "revoke",
-                tenant_id,
-                principal=principal,
-                resource=resource,
-                permission=permission,
-                actor=who,
-                reason=reason,
-            )
-            written = client.publish([event]).token
-        _written(
-            cfg,
-            written,
-            f"revoked {permission} on {resource} from {principal} (tenant {tenant_id})",
-            {
-                "type": "revoke",
-                "tenant": tenant_id,
-                "principal": principal,
-                "resource": resource,
-                "permission": permission,
-                "actor": who,
-            },
-        )
+    who = resolve_actor(call.cfg, actor)
+    _publish(
+        call,
+        "revoke",
+        f"revoked {permission} on {resource} from {principal}",
+        {
+            "principal": principal,
+            "resource": resource,
+            "permission": permission,
+            "actor": who,
+            "reason": reason,
+        },
+        hidden=("reason",),
+    )
 
 
-@app.command("add-member")
+@api_command(app, "add-member")
 def add_member(
-    ctx: typer.Context,
+    call: ApiCall,
     group: GroupArg,
     member: MemberArg,
     actor: ActorOpt = None,
     reason: ReasonOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Make MEMBER a member of GROUP; print the consistency token."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
-        with open_client(cfg) as client:
-            event = new_event(
-                cfg,
-                client,
-                "add_member",
-                tenant_id,
-                group=group,
-                member=member,
-                actor=who,
-                reason=reason,
-            )
-            written = client.publish([event]).token
-        _written(
-            cfg,
-            written,
-            f"added {member} to {group} (tenant {tenant_id})",
-            {"type": "add_member", "tenant": tenant_id, "group": group, "member": member},
-        )
+    who = resolve_actor(call.cfg, actor)
+    fields = {"group": group, "member": member, "actor": who, "reason": reason}
+    _publish(call, "add_member", f"added {member} to {group}", fields, ("actor", "reason"))
 
 
-@app.command("remove-member")
+@api_command(app, "remove-member")
 def remove_member(
-    ctx: typer.Context,
+    call: ApiCall,
     group: GroupArg,
     member: MemberArg,
     actor: ActorOpt = None,
     reason: ReasonOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Remove MEMBER from GROUP (direct membership); print the consistency token."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
-        with open_client(cfg) as client:
-            event = new_event(
-                cfg,
-                client,
-                "remove_member",
-                tenant_id,
-                group=group,
-                member=member,
-                actor=who,
-                reason=reason,
-            )
-            written = client.publish([event]).token
-        _written(
-            cfg,
-            written,
-            f"removed {member} from {group} (tenant {tenant_id})",
-            {"type": "remove_member", "tenant": tenant_id, "group": group, "member": member},
-        )
+    who = resolve_actor(call.cfg, actor)
+    fields = {"group": group, "member": member, "actor": who, "reason": reason}
+    _publish(call, "remove_member", f"removed {member} from {group}", fields, ("actor", "reason"))
 
 
 def split_actions(values: list[str]) -> list[str]:
@@ -305,37 +216,23 @@ def split_actions(values: list[str]) -> list[str]:
     return actions
 
 
-@app.command("define-role")
+@api_command(app, "define-role")
 def define_role(
-    ctx: typer.Context,
+    call: ApiCall,
     role: Annotated[str, typer.Argument(help="Role name, e.g. editor (granted as role:editor).")],
     actions: Annotated[
         list[str], typer.Argument(help="Actions the role means: 'read write' or 'read,write'.")
     ],
     actor: ActorOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Define ROLE as exactly ACTIONS (replacing any earlier definition); print the token."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        names = split_actions(actions)
-        if not names:
-            usage_error(cfg, "define-role needs at least one action")
-        tenant_id, who = require_tenant(cfg), resolve_actor(cfg, actor)
-        with open_client(cfg) as client:
-            event = new_event(
-                cfg, client, "define_role", tenant_id, role=role, actions=names, actor=who
-            )
-            written = client.publish([event]).token
-        _written(
-            cfg,
-            written,
-            f"defined role {role} = {', '.join(names)} (tenant {tenant_id})",
-            {"type": "define_role", "tenant": tenant_id, "role": role, "actions": names},
-        )
+    names = split_actions(actions)
+    if not names:
+        usage_error(call.cfg, "define-role needs at least one action")
+    who = resolve_actor(call.cfg, actor)
+    fields = {"role": role, "actions": names, "actor": who}
+    summary = f"defined role {role} = {', '.join(names)}"
+    _publish(call, "define_role", summary, fields, ("actor",))
 
 
 # --------------------------------------------------------------------------- reads
@@ -373,9 +270,11 @@ def _decided(
     raise typer.Exit(int(ExitCode.OK if result.allowed else ExitCode.DENIED))
 
 
-@app.command("check", epilog="Exit code 0 when allowed, 1 when denied; 2-5 as for every command.")
+@api_command(
+    app, "check", epilog="Exit code 0 when allowed, 1 when denied; 2-5 as for every command."
+)
 def check(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: PrincipalArg,
     resource: ResourceArg,
     action: ActionArg,
@@ -388,25 +287,17 @@ def check(
             show_default=False,
         ),
     ] = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """May PRINCIPAL perform ACTION on RESOURCE now? Exit 0 allowed, 1 denied."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
-            result = client.check(principal, resource, action, tenant=tenant_id, at_least=at_least)
-        _decided(cfg, result, principal, resource, action)
+    result = call.client.check(principal, resource, action, tenant=call.tenant, at_least=at_least)
+    _decided(call.cfg, result, principal, resource, action)
 
 
-@app.command(
-    "audit-check", epilog="Exit code 0 when allowed, 1 when denied; 2-5 as for every command."
+@api_command(
+    app, "audit-check", epilog="Exit code 0 when allowed, 1 when denied; 2-5 as for every command."
 )
 def audit_check(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: PrincipalArg,
     resource: ResourceArg,
     action: ActionArg,
@@ -414,21 +305,13 @@ def audit_check(
         str,
         typer.Option("--at", help="RFC 3339 time, e.g. 2025-01-31T12:00:00Z.", show_default=False),
     ],
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Could PRINCIPAL perform ACTION on RESOURCE at a past time? Exit 0 allowed, 1 denied.
 
     Needs the audit scope.
     """
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
-            result = client.audit_check(principal, resource, action, at, tenant=tenant_id)
-        _decided(cfg, result, principal, resource, action, at=at)
+    result = call.client.audit_check(principal, resource, action, at, tenant=call.tenant)
+    _decided(call.cfg, result, principal, resource, action, at=at)
 
 
 def _listed(cfg: CliConfig, key: str, listing: Listing, noun: str) -> None:
@@ -460,9 +343,9 @@ LimitAll = Annotated[
 ]
 
 
-@app.command("who-can")
+@api_command(app, "who-can")
 def who_can(
-    ctx: typer.Context,
+    call: ApiCall,
     resource: ResourceArg,
     action: Annotated[
         str | None,
@@ -472,55 +355,39 @@ def who_can(
     ] = None,
     limit: LimitAll = None,
     cursor: CursorOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Every user and service (through groups) that may act on RESOURCE; follows all pages."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
-                return client.who_can_page(
-                    resource, action=action, tenant=tenant_id, cursor=page_cursor, limit=size
-                )
+    def fetch(page_cursor: str | None, size: int) -> Page[Any]:
+        return call.client.who_can_page(
+            resource, action=action, tenant=call.tenant, cursor=page_cursor, limit=size
+        )
 
-            listing = collect(fetch, limit=limit, cursor=cursor)
-        _listed(cfg, "principals", listing, "principals")
+    listing = collect(fetch, limit=limit, cursor=cursor)
+    _listed(call.cfg, "principals", listing, "principals")
 
 
-@app.command("permissions")
+@api_command(app, "permissions")
 def permissions(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: PrincipalArg,
     limit: LimitAll = None,
     cursor: CursorOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Every effective (resource pattern, action) PRINCIPAL holds; follows all pages."""
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
-                return client.permissions_page(
-                    principal, tenant=tenant_id, cursor=page_cursor, limit=size
-                )
+    def fetch(page_cursor: str | None, size: int) -> Page[Any]:
+        return call.client.permissions_page(
+            principal, tenant=call.tenant, cursor=page_cursor, limit=size
+        )
 
-            listing = collect(fetch, limit=limit, cursor=cursor)
-        _listed(cfg, "permissions", listing, "permissions")
+    listing = collect(fetch, limit=limit, cursor=cursor)
+    _listed(call.cfg, "permissions", listing, "permissions")
 
 
-@app.command("history")
+@api_command(app, "history")
 def history(
-    ctx: typer.Context,
+    call: ApiCall,
     principal: Annotated[
         str | None,
         typer.Option(
@@ -554,33 +421,25 @@ def history(
         bool, typer.Option("--all", help="Every matching event (ignores --limit).")
     ] = False,
     cursor: CursorOpt = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    tenant: TenantOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """The recorded events (audit timeline), oldest first; the whole tenant log without filters.
 
     Needs the audit scope. With --json, `next_cursor` resumes with --cursor.
     """
-    cfg = _config(ctx, url, token, tenant, as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
 
-            def fetch(page_cursor: str | None, size: int) -> Page[Any]:
-                return client.audit_events_page(
-                    tenant=tenant_id,
-                    principal=principal,
-                    resource=resource,
-                    since=since,
-                    until=until,
-                    cursor=page_cursor,
-                    limit=size,
-                )
+    def fetch(page_cursor: str | None, size: int) -> Page[Any]:
+        return call.client.audit_events_page(
+            tenant=call.tenant,
+            principal=principal,
+            resource=resource,
+            since=since,
+            until=until,
+            cursor=page_cursor,
+            limit=size,
+        )
 
-            listing = collect(fetch, limit=None if every else limit, cursor=cursor)
-        _listed(cfg, "events", listing, "events")
+    listing = collect(fetch, limit=None if every else limit, cursor=cursor)
+    _listed(call.cfg, "events", listing, "events")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ stderr. The token is never printed, not even inside an error message.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import sys
@@ -33,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from permstore.adapters.settings import LoggingSettings
 from permstore.core.identifiers import is_principal
+from permstore.services.cli.options import JsonOpt, TenantOpt, TokenOpt, UrlOpt
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT: Final = 30.0
@@ -307,6 +310,74 @@ def guard(cfg: CliConfig) -> Iterator[None]:
         )
     except Exception as exc:
         fail(cfg, ExitCode.SERVER, "internal", f"unexpected failure: {type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """What an API command works with: its merged options, its tenant and an open client."""
+
+    cfg: CliConfig
+    tenant: str
+    client: PermstoreClient
+
+
+@contextmanager
+def api_call(
+    ctx: typer.Context,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    tenant: str | None = None,
+    as_json: bool = False,
+    retry: RetryPolicy = NO_RETRIES,
+) -> Iterator[ApiCall]:
+    """The opening every API command shares: the options given after the command over the
+    global ones, failures mapped to exit codes, a tenant required, the client open."""
+    cfg = root_config(ctx).merged(url=url, token=token, tenant=tenant, as_json=as_json)
+    with guard(cfg):
+        tenant_id = require_tenant(cfg)
+        with open_client(cfg, retry=retry) as client:
+            yield ApiCall(cfg, tenant_id, client)
+
+
+# The options every API command also takes after its name, added to each by api_command.
+_AFTER_COMMAND_OPTIONS = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+    for name, kind, default in (
+        ("url", UrlOpt, None),
+        ("token", TokenOpt, None),
+        ("tenant", TenantOpt, None),
+        ("as_json", JsonOpt, False),
+    )
+)
+
+
+def api_command(
+    app: typer.Typer, name: str, *, retry: RetryPolicy = NO_RETRIES, **settings: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a command that talks to the API. It is called with the open ApiCall first and
+    its own arguments after; the shared options are added to its signature here, once."""
+
+    def register(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        _, *arguments = own.parameters.values()
+
+        @functools.wraps(command)
+        def run(ctx: typer.Context, **given: Any) -> None:
+            shared = {p.name: given.pop(p.name) for p in _AFTER_COMMAND_OPTIONS}
+            with api_call(ctx, **shared, retry=retry) as call:
+                command(call, **given)
+
+        context = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
+        signature = own.replace(parameters=[context, *arguments, *_AFTER_COMMAND_OPTIONS])
+        run.__signature__ = signature  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        app.command(name, **settings)(run)
+        return command
+
+    return register
 
 
 @dataclass(frozen=True)
