@@ -21,7 +21,7 @@ from permstore.schemas.events import EventBatch
 from permstore.services.api import findings_routes, routes
 from permstore.services.api import queries as api_queries
 from permstore.services.api.deps import Services
-from permstore.services.api.errors import ApiError, field_path, rule_of
+from permstore.services.api.errors import ApiError, field_path
 from permstore.services.api.models import (
     AuditCheckResponse,
     AuditEventsPage,
@@ -61,9 +61,9 @@ def _require_identifiers(fields: dict[str, tuple[TypeAdapter[str], str | None]])
         if value is None:
             continue
         try:
-            kind.validate_python(value)
-        except ValidationError as exc:
-            found[name] = rule_of(exc.errors()[0])
+            api_queries.require_valid(name, kind, value)
+        except ApiError as exc:
+            found.update(_field_errors(exc).errors)
     if found:
         raise InvalidInputError(found)
 

@@ -12,8 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from permstore.core.identifiers import ACTION_RULE, PRINCIPAL_RULE
 from permstore.schemas.events import EventBatch
-from permstore.services.console.queries import _field_errors
+from permstore.services.api.queries import ACTION_ID, PRINCIPAL_ID
+from permstore.services.console.queries import (
+    InvalidInputError,
+    _field_errors,
+    _require_identifiers,
+)
 from permstore.services.console.routes import templates
 from permstore.services.console.session import (
     ConsoleSettings,
@@ -90,6 +96,13 @@ def test_form_errors_name_each_field_with_the_api_rule() -> None:
     errors = _field_errors(caught.value).errors
     assert set(errors) == {"principal", "expires_at"}
     assert "user:<id>" in errors["principal"]
+
+
+def test_form_identifiers_are_held_to_the_api_parameter_types_all_at_once() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        _require_identifiers({"principal": (PRINCIPAL_ID, "alice"), "action": (ACTION_ID, "Read!")})
+    assert caught.value.errors == {"principal": PRINCIPAL_RULE, "action": ACTION_RULE}
+    _require_identifiers({"principal": (PRINCIPAL_ID, "user:alice"), "action": (ACTION_ID, None)})
 
 
 # --- the weekly plot ------------------------------------------------------------------------
