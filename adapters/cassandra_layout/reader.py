@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from async_lru import alru_cache
 from cachetools import LRUCache
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
@@ -17,6 +16,7 @@ from cassandra.query import PreparedStatement
 
 from permstore.adapters.cassandra import execute
 from permstore.adapters.cassandra_layout.encodings import ALL_EVENTS_SUBJECT, Rows, compact_rows
+from permstore.adapters.cassandra_layout.positions import SharedPositions
 from permstore.adapters.cassandra_layout.schema import ping
 from permstore.adapters.cassandra_layout.tables import table
 from permstore.adapters.cassandra_layout.view_cache import (
@@ -31,6 +31,8 @@ from permstore.core.identifiers import patterns_matching
 
 BATCH_CONCURRENCY = 100
 POSITION_CACHE_SECONDS = 0.05
+# How much older than POSITION_CACHE_SECONDS a held position may be while its next read runs.
+POSITION_GRACE_SECONDS = 0.2
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -98,8 +100,8 @@ class ViewReader:
         # Positions only move forward, so a slightly old one is still a true lower bound. The
         # checks of a tenant that arrive while its position is being read share that read
         # (a burst of checks used to send one read each).
-        self._shared_position = alru_cache(maxsize=100_000, ttl=POSITION_CACHE_SECONDS)(
-            self._read_point
+        self._shared_position = SharedPositions(
+            self._read_point, ttl=POSITION_CACHE_SECONDS, grace=POSITION_GRACE_SECONDS
         )
         g = table(keyspace, "%s", generation)
         prep = session.prepare
@@ -156,13 +158,14 @@ class ViewReader:
         """The point of the tenant's log that the views have fully applied."""
         if fresh:
             return (await self.freshness(tenant))[0]
-        return await self._shared_position(tenant)
+        return await self._shared_position.get(tenant)
 
     async def freshness(self, tenant: str) -> tuple[LogPoint, int | None]:
         """The applied point and when the processor wrote it (epoch us), read fresh."""
+        started = time.monotonic()
         found = await self._read_position(tenant)
-        # The next cached position is read after this one, so it is never older.
-        self._shared_position.cache_invalidate(tenant)
+        # Checks after this one are answered at this position or a newer one, never an older.
+        self._shared_position.offer(tenant, found[0], started)
         return found
 
     async def _read_point(self, tenant: str) -> LogPoint:

@@ -1,8 +1,8 @@
 """The API's reads of a tenant's applied position, against the real Cassandra.
 
 Every check needs the tenant's position; a burst of concurrent checks must share one read, a
-cached position must expire, and a fresh read (consistency waits) must never be followed by an
-older cached one.
+held position must be read again once older than the TTL (checks meanwhile answered at it, up
+to the grace), and a fresh read (consistency waits) must never be followed by an older one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from cassandra.cluster import ResponseFuture, Session
 
 from permstore.adapters.cassandra import connect
 from permstore.adapters.cassandra_layout.catalogue import active_generation
-from permstore.adapters.cassandra_layout.reader import POSITION_CACHE_SECONDS, ViewReader
+from permstore.adapters.cassandra_layout.reader import (
+    POSITION_CACHE_SECONDS,
+    POSITION_GRACE_SECONDS,
+    ViewReader,
+)
 from tests.integration.test_crash_restart import settings_of
 from tests.integration.test_faults import seed
 from tests.support.stack import StackEnvironment
@@ -50,7 +54,8 @@ class CountingSession:
 def test_concurrent_checks_share_one_position_read(
     test_env: StackEnvironment, api_url: str, issue_token: Callable[..., str], tenant: str
 ) -> None:
-    """20 concurrent asks: one read; after the TTL: a new read; after a fresh read: no older."""
+    """20 concurrent asks: one read; past the TTL: answered at once while one new read runs;
+    after a fresh read: never an older position."""
     seed(api_url, issue_token(tenant, "check,write"), tenant)
     settings = settings_of(test_env.env)
     cluster, session = connect(settings, "api", request_timeout=30)
@@ -70,16 +75,25 @@ def test_concurrent_checks_share_one_position_read(
                 assert counting.position_reads() == 1, "served from the cache within the TTL"
             reads = counting.position_reads()
             await asyncio.sleep(POSITION_CACHE_SECONDS * 2)
+            held = await asyncio.gather(*(reader.position(tenant) for _ in range(5)))
+            assert all(point.covers(again) for point in held)
+            await asyncio.sleep(POSITION_CACHE_SECONDS / 2)
+            assert counting.position_reads() == reads + 1, "one read again after the TTL"
             later = await reader.position(tenant)
-            assert counting.position_reads() == reads + 1, "read again after the TTL"
             assert later.covers(again)
 
             reads = counting.position_reads()
             fresh, applied_at = await reader.freshness(tenant)
             assert applied_at is not None and fresh.covers(later)
             after = await reader.position(tenant)
-            assert counting.position_reads() == reads + 2, "a fresh read drops the cached one"
+            assert counting.position_reads() == reads + 1, "the fresh read is the one held"
             assert after.covers(fresh)
+
+            await asyncio.sleep(POSITION_CACHE_SECONDS + POSITION_GRACE_SECONDS + 0.05)
+            reads = counting.position_reads()
+            waited = await reader.position(tenant)
+            assert counting.position_reads() == reads + 1, "too old to answer: read first"
+            assert waited.covers(after)
 
         asyncio.run(scenario())
     finally:
