@@ -5,10 +5,12 @@ check would double the reads, so a worker shares one read per tenant. A position
 forward, so an older one is still a true lower bound: a check answered at it is as correct as
 one answered a moment earlier.
 
-Once a position is older than `ttl`, the next check starts a new read but is answered at the
-position held (stale while revalidating). Checks then never wait for a read that happens to
-be slow: under writes they used to stall every `ttl` for the read. Past `ttl + grace`, checks
-wait for the read, so no answer is older than that bound while Cassandra is slow.
+Once a position is older than `ttl`, the next check starts a new read and waits for it, as a
+check after an idle spell must see what was applied meanwhile. Checks that arrive while that
+read runs are answered at the position held instead of queueing behind it: under writes the
+read slows down, and every check of the tenant used to stall on it every `ttl`. They wait too
+once the held position is older than `ttl + grace`, so no answer is older than that bound
+while Cassandra is slow.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from permstore.core.consistency import LogPoint
 
 
 class SharedPositions:
-    """Tenant -> (position, when read), refreshed in the background once older than ttl."""
+    """Tenant -> (position, when read): one read at a time once older than ttl, which checks
+    arriving meanwhile do not wait for (up to ttl + grace)."""
 
     def __init__(
         self,
@@ -41,17 +44,16 @@ class SharedPositions:
         self._reading: dict[str, asyncio.Future[LogPoint]] = {}
 
     async def get(self, tenant: str) -> LogPoint:
-        """The tenant's position: the one held while it is young enough, else a new read."""
+        """The tenant's position: the one held while young, or while its next read runs and it
+        is not too old; else the next read's."""
         known = self._known.get(tenant)
         if known is not None:
             point, read_at = known
             age = time.monotonic() - read_at
             if age < self._ttl:
                 return point
-            reading = self._refresh(tenant)
-            if age < self._limit:
+            if tenant in self._reading and age < self._limit:
                 return point
-            return await asyncio.shield(reading)
         return await asyncio.shield(self._refresh(tenant))
 
     def offer(self, tenant: str, point: LogPoint, read_at: float) -> None:

@@ -1,8 +1,9 @@
 """The API's reads of a tenant's applied position, against the real Cassandra.
 
 Every check needs the tenant's position; a burst of concurrent checks must share one read, a
-held position must be read again once older than the TTL (checks meanwhile answered at it, up
-to the grace), and a fresh read (consistency waits) must never be followed by an older one.
+held position must be read again once older than the TTL (checks arriving while that read runs
+answered at it, up to the grace), and a fresh read (consistency waits) must never be followed
+by an older one.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class CountingSession:
 def test_concurrent_checks_share_one_position_read(
     test_env: StackEnvironment, api_url: str, issue_token: Callable[..., str], tenant: str
 ) -> None:
-    """20 concurrent asks: one read; past the TTL: answered at once while one new read runs;
-    after a fresh read: never an older position."""
+    """20 concurrent asks: one read; past the TTL: one new read, which the first ask waits for
+    and the others meanwhile do not; after a fresh read: never an older position."""
     seed(api_url, issue_token(tenant, "check,write"), tenant)
     settings = settings_of(test_env.env)
     cluster, session = connect(settings, "api", request_timeout=30)

@@ -1,6 +1,6 @@
-"""SharedPositions: one read per tenant at a time, answers at the held position while a new
-read runs, a hard bound on how old an answer's position may be, and never an older position
-after a newer one was seen."""
+"""SharedPositions: one read per tenant at a time, the first check past the TTL waits for it
+while checks meanwhile answer at the held position, a hard bound on how old an answer's
+position may be, and never an older position after a newer one was seen."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ async def test_a_burst_shares_one_read_and_the_ttl_serves_without_reading(clock:
     assert store.reads == 1
 
 
-async def test_past_the_ttl_the_held_position_answers_while_the_next_read_runs(
+async def test_past_the_ttl_one_check_reads_and_checks_meanwhile_answer_at_the_held_one(
     clock: Clock,
 ) -> None:
     store = Store()
@@ -74,14 +74,19 @@ async def test_past_the_ttl_the_held_position_answers_while_the_next_read_runs(
     await shared.get("acme")
     store.point, store.gate = LogPoint(0, 12), asyncio.Event()
     clock.now += TTL + GRACE / 2
-    assert await shared.get("acme") == LogPoint(0, 10), "answered without waiting"
-    assert await shared.get("acme") == LogPoint(0, 10)
+    first = asyncio.ensure_future(shared.get("acme"))
     await asyncio.sleep(0)
-    assert store.reads == 2, "one new read for both"
+    assert not first.done(), "the first check past the TTL waits for the new read"
+    assert await shared.get("acme") == LogPoint(0, 10), "checks meanwhile do not wait"
+    await asyncio.sleep(0)
+    assert store.reads == 2, "one new read for all"
+    clock.now += GRACE
+    late = asyncio.ensure_future(shared.get("acme"))
+    await asyncio.sleep(0)
+    assert not late.done(), "past the grace, checks wait for the read too"
     store.gate.set()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert await shared.get("acme") == LogPoint(0, 12)
+    assert await first == LogPoint(0, 12)
+    assert await late == LogPoint(0, 12)
     assert store.reads == 2
 
 
