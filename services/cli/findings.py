@@ -15,14 +15,11 @@ from rich.table import Table
 from permstore.services.cli.render import stdout_console
 from permstore.services.cli.support import (
     CliConfig,
+    api_call,
     collect,
     emit_json,
-    guard,
     note,
-    open_client,
-    require_tenant,
     resolve_actor,
-    root_config,
 )
 
 findings_app = typer.Typer(help="Unused access and its remediation.", no_args_is_help=True)
@@ -97,37 +94,35 @@ def unused(
     tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant id.")] = None,
 ) -> None:
     """Grants, memberships and role actions not used in --days days (0: never used)."""
-    cfg: CliConfig = root_config(ctx).merged(tenant=tenant, as_json=as_json)
-    with guard(cfg):
-        tenant_id = require_tenant(cfg)
-        with open_client(cfg) as client:
-            listing = collect(
-                lambda cursor, size: client.unused_page(
-                    days, kind=kind, tenant=tenant_id, cursor=cursor, limit=size
-                ),
-                limit=None,
-                cursor=None,
-            )
-            found = listing.items
-            if not (apply or dry_run):
-                show(cfg, found, as_csv)
-                return
-            events = planned_events(found, resolve_actor(cfg, actor), days)
-            if dry_run or not events:
-                emit_json(events)
-                note(f"{len(events)} events would be published for {len(found)} findings")
-                return
+    with api_call(ctx, tenant=tenant, as_json=as_json) as call:
+        cfg, client = call.cfg, call.client
+        listing = collect(
+            lambda cursor, size: client.unused_page(
+                days, kind=kind, tenant=call.tenant, cursor=cursor, limit=size
+            ),
+            limit=None,
+            cursor=None,
+        )
+        found = listing.items
+        if not (apply or dry_run):
             show(cfg, found, as_csv)
-            if not yes and not typer.confirm(
-                f"Publish {len(events)} events for {len(found)} findings?", err=True
-            ):
-                note("nothing published")
-                raise typer.Exit(1)
-            token = ""
-            for start in range(0, len(events), PUBLISH_CHUNK):
-                token = client.publish(events[start : start + PUBLISH_CHUNK]).token
-            note(f"published {len(events)} events for {len(found)} findings")
-            typer.echo(token)
+            return
+        events = planned_events(found, resolve_actor(cfg, actor), days)
+        if dry_run or not events:
+            emit_json(events)
+            note(f"{len(events)} events would be published for {len(found)} findings")
+            return
+        show(cfg, found, as_csv)
+        if not yes and not typer.confirm(
+            f"Publish {len(events)} events for {len(found)} findings?", err=True
+        ):
+            note("nothing published")
+            raise typer.Exit(1)
+        token = ""
+        for start in range(0, len(events), PUBLISH_CHUNK):
+            token = client.publish(events[start : start + PUBLISH_CHUNK]).token
+        note(f"published {len(events)} events for {len(found)} findings")
+        typer.echo(token)
 
 
 def show(cfg: CliConfig, found: list[dict[str, Any]], as_csv: bool) -> None:
