@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from .consistency import LogPoint, encode_change_cursor, encode_token
 from .decisions import micros_to_rfc3339
-from .events import Event, GrantEvent, RevokeEvent
+from .events import DefineRoleEvent, DeleteRoleEvent, Event, GrantEvent, RevokeEvent
 from .projector import REMOVED, ViewChange, source_key, split_source
 from .state import NEVER, TenantState
 
@@ -64,11 +64,19 @@ class ChangeTracker:
     row is held until `finish`.
     """
 
-    def __init__(self, state: TenantState, event: Event, *, streaming: bool = False) -> None:
+    def __init__(
+        self,
+        state: TenantState,
+        event: Event,
+        *,
+        streaming: bool = False,
+        sources: RowSources | None = None,
+    ) -> None:
         # principal -> (pattern, action) -> source -> the expiry the event set, or REMOVED
         self._rows: dict[str, dict[tuple[str, str], dict[str, int]]] = {}
         self._state = state
-        self._sources: _RowSources | None = None
+        # Shared by the trackers of one batch, which told it of this event (RowSources.forget).
+        self._sources = sources
         self._streaming = streaming
         self._current: str | None = None
         self._ready: list[PrincipalChange] = []
@@ -116,12 +124,12 @@ class ChangeTracker:
         """Compare one principal's touched rows before and after the event, then forget them."""
         state = self._state
         if self._sources is None:
-            self._sources = _RowSources(state)
+            self._sources = RowSources(state)
         held_by = self._sources.held_by(principal)
         added: list[tuple[str, str, int]] = []
         removed: list[tuple[str, str]] = []
         for (pattern, action), touched in self._rows.pop(principal).items():
-            after = _RowSources.of(held_by, pattern, action)
+            after = RowSources.of(held_by, pattern, action)
             before = self._before(state, pattern, after, touched)
             if after and not before:
                 added.append((pattern, action, effective_expiry(after.values())))
@@ -160,19 +168,27 @@ Conferred = Mapping[str, list[tuple[str, frozenset[str], int]]]
 """One subject's grants by pattern: (source, the actions it confers, expiry)."""
 
 
-class _RowSources:
-    """Every source of a row in one state, with each subject's grants indexed once for the
-    event: a fan-out asks the same group's grants for every holder."""
+class RowSources:
+    """Every source of a row in the current state, with each subject's grants indexed once
+    and kept from event to event until one changes them: a fan-out asks the same group's
+    grants for every holder, and the events of a batch ask about the same subjects again."""
 
     def __init__(self, state: TenantState) -> None:
         self._state = state
-        self._reach = state.closure()
         self._conferred: dict[str, Conferred] = {}
+
+    def forget(self, event: Event) -> None:
+        """Drop what an event about to be applied changes: its subject's grants, or every
+        index when a role's actions change (memberships move no grant)."""
+        if isinstance(event, GrantEvent | RevokeEvent):
+            self._conferred.pop(event.principal, None)
+        elif isinstance(event, DefineRoleEvent | DeleteRoleEvent):
+            self._conferred.clear()
 
     def held_by(self, principal: str) -> list[Conferred]:
         """The grant indexes of the principal and of every group it reaches (non-empty)."""
         indexes = []
-        for subject in (principal, *self._reach.reached(principal)):
+        for subject in (principal, *self._state.closure().reached(principal)):
             index = self._conferred_by(subject)
             if index:
                 indexes.append(index)

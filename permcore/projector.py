@@ -198,9 +198,10 @@ def project_pieces(
     one, the rest with the piece completing the event.
     """
     # Imported here: the change tracker builds on this module's view changes.
-    from .changes import ChangeTracker
+    from .changes import ChangeTracker, RowSources
 
     seen = set(known_ids)
+    sources = RowSources(state) if track_changes else None
     piece = BatchEffects()
     rows = 0
     for recorded in events:
@@ -212,11 +213,11 @@ def project_pieces(
             piece.duplicates.append(recorded)
             continue
         seen.add(recorded.event.event_id)
-        tracker = (
-            ChangeTracker(state, recorded.event, streaming=_by_principal(recorded.event))
-            if track_changes
-            else None
-        )
+        tracker = None
+        if sources is not None:
+            sources.forget(recorded.event)
+            streaming = _by_principal(recorded.event)
+            tracker = ChangeTracker(state, recorded.event, streaming=streaming, sources=sources)
         handed_out = 0
         effects = EventEffects(offset=recorded.offset)
         views = apply_lazily(state, recorded.event, effects)
