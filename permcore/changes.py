@@ -176,6 +176,9 @@ class RowSources:
     def __init__(self, state: TenantState) -> None:
         self._state = state
         self._conferred: dict[str, Conferred] = {}
+        # permission -> the actions it confers: parsing a role name per grant cost most of an
+        # index (a role event clears it with the indexes).
+        self._actions: dict[str, frozenset[str]] = {}
 
     def forget(self, event: Event) -> None:
         """Drop what an event about to be applied changes: its subject's grants, or every
@@ -184,6 +187,7 @@ class RowSources:
             self._conferred.pop(event.principal, None)
         elif isinstance(event, DefineRoleEvent | DeleteRoleEvent):
             self._conferred.clear()
+            self._actions.clear()
 
     def held_by(self, principal: str) -> list[Conferred]:
         """The grant indexes of the principal and of every group it reaches (non-empty)."""
@@ -212,13 +216,14 @@ class RowSources:
         if not held:
             return _NO_GRANTS
         index: dict[str, list[tuple[str, frozenset[str], int]]] = {}
+        actions_of = self._actions
         for (pattern, permission), expires in held.items():
-            conferred = (
-                source_key(subject, permission),
-                self._state.actions_of(permission),
-                expires,
+            actions = actions_of.get(permission)
+            if actions is None:
+                actions = actions_of[permission] = self._state.actions_of(permission)
+            index.setdefault(pattern, []).append(
+                (source_key(subject, permission), actions, expires)
             )
-            index.setdefault(pattern, []).append(conferred)
         self._conferred[subject] = index
         return index
 
