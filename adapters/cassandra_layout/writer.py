@@ -103,36 +103,24 @@ class ViewWriter:
             g % "projector_state",
         )
         prep = session.prepare
-        # Each view statement in two forms: one row (`=`), and the rows of a grouped write
-        # (`IN`), which a one-row write would pay for in binding a list and in the store.
-        self._set_perm, self._set_perm_rows = (
-            prep(
-                f"UPDATE {perms} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
-                f"WHERE tenant = ? AND principal = ? AND pattern {match} ? AND action = ?"
-            )
-            for match in ("=", "IN")
+        upsert, delete = (
+            "UPDATE {table} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? WHERE tenant = ? AND ",
+            "DELETE sources[?] FROM {table} USING TIMESTAMP ? WHERE tenant = ? AND ",
         )
-        self._del_perm, self._del_perm_rows = (
-            prep(
-                f"DELETE sources[?] FROM {perms} USING TIMESTAMP ? "
-                f"WHERE tenant = ? AND principal = ? AND pattern {match} ? AND action = ?"
+        by_principal = "principal = ? AND pattern {match} ? AND action = ?"
+        by_pattern = "pattern = ? AND principal {match} ? AND action = ?"
+
+        def one_and_rows(text: str, table: str) -> tuple[PreparedStatement, PreparedStatement]:
+            """A view statement for one row (`=`) and for the rows of a grouped write (`IN`),
+            which a one-row write would pay for in binding a list and in the store."""
+            return prep(text.format(table=table, match="=")), prep(
+                text.format(table=table, match="IN")
             )
-            for match in ("=", "IN")
-        )
-        self._set_pat, self._set_pat_rows = (
-            prep(
-                f"UPDATE {pats} USING TIMESTAMP ? AND TTL ? SET sources[?] = ? "
-                f"WHERE tenant = ? AND pattern = ? AND principal {match} ? AND action = ?"
-            )
-            for match in ("=", "IN")
-        )
-        self._del_pat, self._del_pat_rows = (
-            prep(
-                f"DELETE sources[?] FROM {pats} USING TIMESTAMP ? "
-                f"WHERE tenant = ? AND pattern = ? AND principal {match} ? AND action = ?"
-            )
-            for match in ("=", "IN")
-        )
+
+        self._set_perm, self._set_perm_rows = one_and_rows(upsert + by_principal, perms)
+        self._del_perm, self._del_perm_rows = one_and_rows(delete + by_principal, perms)
+        self._set_pat, self._set_pat_rows = one_and_rows(upsert + by_pattern, pats)
+        self._del_pat, self._del_pat_rows = one_and_rows(delete + by_pattern, pats)
         self._set_path = prep(
             f"INSERT INTO {g % 'group_paths'} (tenant, principal, grp, via) VALUES (?, ?, ?, ?) "
             "USING TIMESTAMP ?"
