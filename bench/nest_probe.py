@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from bench import events as ev
 from bench.common import JsonDict, say
 from bench.monitor import ResourceMonitor
 from bench.profiling import Profile
 from bench.scenario import Options, Stack
-from bench.stack import wait_applied
+from bench.stack import seconds_since_append, wait_applied
 
 
 def nest_once(stack: Stack, tenant: str, users: int, grants: int, profile: bool) -> JsonDict:
@@ -35,8 +34,7 @@ def nest_once(stack: Stack, tenant: str, users: int, grants: int, profile: bool)
                 samples = wait_applied(processor, before_applied + 1, 3600, poll=0.05)
         else:
             samples = wait_applied(processor, before_applied + 1, 3600, poll=0.05)
-    applied_wall = time.time() - (time.monotonic() - samples[-1][0])
-    seconds = applied_wall - nest.marks[0][2] / 1000
+    seconds = seconds_since_append(samples, nest.marks[0][2])
     rows = samples[-1][2] - before_rows
     processes = monitor.result.get("processes", {})
     cpu = {

@@ -308,6 +308,12 @@ class ProcessorDiedError(RuntimeError):
         self.samples = samples
 
 
+def seconds_since_append(samples: list[tuple[float, float, float]], appended_ms: float) -> float:
+    """Seconds from a record's append (its Kafka timestamp, ms) to the last wait_applied sample."""
+    applied_wall = time.time() - (time.monotonic() - samples[-1][0])
+    return applied_wall - appended_ms / 1000
+
+
 def wait_applied(
     processor: Processor,
     target: float,

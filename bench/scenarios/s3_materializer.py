@@ -26,7 +26,7 @@ from bench.monitor import ResourceMonitor
 from bench.profiling import Profile
 from bench.report import Row, ScenarioReport, figure, save_figure
 from bench.scenario import Options, Stack, steady_rate
-from bench.stack import wait_applied, wait_lag_zero
+from bench.stack import seconds_since_append, wait_applied, wait_lag_zero
 
 DIRECT_FLOOR = 5000.0
 GROUP_SIZE, GROUPS_PER_TENANT = 20, 10
@@ -122,9 +122,7 @@ def fan_out(stack: Stack, name: str, event: JsonDict) -> JsonDict:
     before_applied, before_rows = processor.applied()
     published = stack.publish([event], mark=[0])
     samples = wait_applied(processor, before_applied + 1, 300, poll=0.02)
-    applied_wall = time.time() - (time.monotonic() - samples[-1][0])
-    appended_wall = published.marks[0][2] / 1000
-    seconds = applied_wall - appended_wall
+    seconds = seconds_since_append(samples, published.marks[0][2])
     rows = samples[-1][2] - before_rows
     say(f"s3: fan-out {name}: {rows:,.0f} view rows in {seconds:.2f}s")
     return {"seconds": round(seconds, 3), "view_rows": rows, "cassandra_cell_writes": 2 * rows}
