@@ -173,8 +173,8 @@ def seed_world(http: httpx.Client, tenant: str, world: World) -> str:
 def sync_reader(url: str, issue_token: TokenFactory, tenant: str, token: str) -> None:
     """Wait until the API at url itself has seen the write that returned token.
 
-    Findings take no token: they answer at the worker's shared position, which may be up to
-    50 ms older than one another API just waited for (ADR 0019).
+    Token-less reads (findings, checks) answer at that worker's shared position, which may be
+    up to 50 ms older than one another API just waited for (ADR 0019).
     """
     with client(url, issue_token(tenant, "check")) as checker:
         sync(checker, tenant, token)
@@ -225,7 +225,7 @@ def test_findings_match_the_reference(
     """Generated history and checks: findings per window and per-principal uses agree with a
     reference computed from the same events and checks."""
     world = generate(seed)
-    seed_world(http, tenant, world)
+    sync_reader(check_api, issue_token, tenant, seed_world(http, tenant, world))
     token = issue_token(tenant, "check,write,audit")
     with client(check_api, token) as checker:
         for principal, resource, action in world.checks:
@@ -302,9 +302,7 @@ def test_findings_paging_is_complete(
     events = [grant(tenant, f"user:p{i}", f"doc:d{i}", "read") for i in range(23)]
     events += [add_member(tenant, "group:big", f"user:m{i}") for i in range(9)]
     events.append(define_role(tenant, "r", ["a", "b", "c"]))
-    written = publish(http, events)
-    sync(http, tenant, written)
-    sync_reader(findings_api, issue_token, tenant, written)
+    sync_reader(findings_api, issue_token, tenant, publish(http, events))
     with client(findings_api, issue_token(tenant, "audit")) as reader:
         path = f"/v1/tenants/{q(tenant)}/findings/unused"
         whole, pages = all_pages(reader, path, "findings", {"days": 0}, 1000)
